@@ -1,0 +1,5 @@
+import sys
+
+from lens_steer.cli import main
+
+sys.exit(main())

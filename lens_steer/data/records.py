@@ -1,0 +1,111 @@
+"""Typed records of the probe set, BLEnD and user data (the contract other modules read).
+
+Plain frozen dataclasses: every record knows its id, language and split, so that a result can
+always say which prompts produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Split = Literal["fit", "dev", "eval"]
+SPLITS: tuple[Split, ...] = ("fit", "dev", "eval")
+
+ENGLISH = "en"
+LOC_LANGUAGES: tuple[str, ...] = ("ko", "zh", "es", "id", "el", "fa")
+PROBE_LANGUAGES: tuple[str, ...] = (ENGLISH, *LOC_LANGUAGES)
+
+
+@dataclass(frozen=True)
+class TransferItem:
+    """A culture-independent multiple-choice question in one language.
+
+    ``group`` is shared by the parallel versions of the same question in all languages.
+    """
+
+    id: str
+    group: str
+    lang: str
+    split: Split
+    topic: str
+    question: str
+    options: tuple[str, ...]
+    answer: int  # index into options of the correct one
+
+
+@dataclass(frozen=True)
+class LocalizationItem:
+    """A culture-dependent question asked in a LOC language, implicitly and explicitly.
+
+    ``implicit`` names no country ("in our country"); ``explicit`` names it. ``local_answer``
+    is what a person of that culture answers, ``us_answer`` the English/US default, both in
+    ``lang``. The ``english_*`` fields are the same item asked in English (implicit form).
+    """
+
+    id: str
+    group: str
+    lang: str
+    split: Split
+    topic: str
+    implicit: str
+    explicit: str
+    local_answer: str
+    us_answer: str
+    english_implicit: str
+    english_explicit: str
+    english_local_answer: str
+    english_us_answer: str
+
+
+@dataclass(frozen=True)
+class ParallelItem:
+    """One neutral sentence; items sharing ``group`` are translations of each other."""
+
+    id: str
+    group: str
+    lang: str
+    split: Split
+    text: str
+
+
+@dataclass(frozen=True)
+class BlendAnswer:
+    """A gold BLEnD answer with its annotator vote count."""
+
+    text: str
+    english: str
+    votes: int
+
+
+@dataclass(frozen=True)
+class BlendItem:
+    """A BLEnD question in the country's language, explicit and derived implicit forms."""
+
+    id: str
+    lang: str
+    split: Split
+    country: str
+    topic: str
+    explicit: str
+    implicit: str
+    english: str
+    answers: tuple[BlendAnswer, ...]
+    us_answers: tuple[BlendAnswer, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    """The three kinds of prompts the study needs, for a set of languages."""
+
+    transfer: list[TransferItem]
+    localization: list[LocalizationItem]
+    parallel: list[ParallelItem]
+    version: str = ""
+
+    @property
+    def langs(self) -> tuple[str, ...]:
+        seen = {item.lang for item in (*self.transfer, *self.localization, *self.parallel)}
+        return tuple(lang for lang in PROBE_LANGUAGES if lang in seen) + tuple(
+            sorted(seen - set(PROBE_LANGUAGES))
+        )
