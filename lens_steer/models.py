@@ -64,7 +64,9 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 
 def _folder_listing(folder: Path) -> dict[str, int]:
     return {
-        p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name != _MARKER
+        p.name: p.stat().st_size
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != _MARKER
     }
 
 
@@ -273,7 +275,9 @@ def _load_by_name(name: str, *, device: str, dtype: torch.dtype) -> HookedTransf
 
 def _looks_like_path(name: str) -> bool:
     """Paths start with '/', '.', '~' or have more than one separator; Hub names are 'org/name'."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    return (
+        name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    )
 
 
 def load_model(

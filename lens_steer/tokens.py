@@ -36,7 +36,9 @@ class TokenBatch:
 
     def to(self, device: torch.device | str) -> TokenBatch:
         return TokenBatch(
-            self.tokens.to(device), self.attention_mask.to(device), self.lengths.to(device),
+            self.tokens.to(device),
+            self.attention_mask.to(device),
+            self.lengths.to(device),
             self.padding_side,
         )
 
@@ -125,4 +127,6 @@ def str_tokens(model: HookedTransformer, text: str) -> list[str]:
     contains "gemma" (TransformerLens 3.9); this goes through token ids instead.
     """
     ids = encode(model, text)
-    return list(_tokenizer(model).batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False))
+    return list(
+        _tokenizer(model).batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
+    )
