@@ -6,8 +6,9 @@ always say which prompts produced it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, overload
 
 Split = Literal["fit", "dev", "eval"]
 SPLITS: tuple[Split, ...] = ("fit", "dev", "eval")
@@ -76,6 +77,8 @@ class BlendAnswer:
     text: str
     english: str
     votes: int
+    aliases: tuple[str, ...] = ()  # every local spelling annotators gave, ``text`` first
+    english_aliases: tuple[str, ...] = ()  # every English form, ``english`` first
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,34 @@ class BlendItem:
     english: str
     answers: tuple[BlendAnswer, ...]
     us_answers: tuple[BlendAnswer, ...] = field(default=())
+    english_implicit: str = ""  # English question with "our country"; "" when not derivable
+
+
+@dataclass(frozen=True)
+class BlendSet:
+    """The BLEnD items of one country: iterable like a list, plus what the loader skipped.
+
+    ``skipped`` holds the ids whose implicit form could not be derived safely (the country
+    mention was absent, ambiguous or inflected in a way the loader does not rewrite).
+    """
+
+    country: str
+    lang: str
+    items: tuple[BlendItem, ...]
+    skipped: tuple[str, ...] = ()
+
+    def __iter__(self) -> Iterator[BlendItem]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> BlendItem: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[BlendItem, ...]: ...
+    def __getitem__(self, index: int | slice) -> BlendItem | tuple[BlendItem, ...]:
+        return self.items[index]
 
 
 @dataclass(frozen=True)
