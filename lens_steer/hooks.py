@@ -36,7 +36,8 @@ from transformer_lens.hook_points import HookPoint
 HookFn = Callable[[Tensor, HookPoint], Tensor]
 """A TransformerLens forward hook: ``(activation, hook) -> activation``."""
 
-Positions = Literal["all", "prompt", "generated"] | int | Sequence[int] | Bool[Tensor, "batch pos"]
+PositionName = Literal["all", "prompt", "generated"]
+Positions = PositionName | int | Sequence[int] | Bool[Tensor, "batch pos"]
 """Which positions a hook edits; see the module docstring."""
 
 POSITION_NAMES = ("all", "prompt", "generated")
