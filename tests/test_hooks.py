@@ -263,3 +263,22 @@ def test_index_before_prompt_start_and_mask_batch_mismatch_raise_at_call(vector)
     mask = torch.ones(3, 4, dtype=torch.bool)
     with pytest.raises(ValueError, match="3 rows but the batch has 2"):
         add_vector_hook(vector, positions=mask)(activation, None)
+
+
+def test_hooks_compose_with_run_with_hooks(tiny_model, tokens, vector):
+    hooks = multi_layer_hooks({0: vector, 3: -vector}, positions=[2, -1])
+    with steering_hooks(tiny_model, hooks) as steered:
+        expected = steered(tokens)
+    fresh = multi_layer_hooks({0: vector, 3: -vector}, positions=[2, -1])
+    assert torch.equal(tiny_model.run_with_hooks(tokens, fwd_hooks=fresh), expected)
+    assert not torch.equal(tiny_model(tokens), expected)
+
+
+def test_bool_mask_columns_past_the_prompt_steer_cached_generation_steps(vector):
+    mask = torch.tensor([[False, True, False, True], [True, False, False, False]])
+    hook = add_vector_hook(vector, positions=mask)
+    prompt = torch.zeros(2, 2, D_MODEL)
+    assert torch.equal((hook(prompt, None) != prompt).any(-1), mask[:, :2])
+    step = torch.zeros(2, 1, D_MODEL)
+    touched = [(hook(step, None) != step).any(-1)[:, 0].tolist() for _ in range(3)]
+    assert touched == [[False, False], [True, False], [False, False]]  # positions 2, 3, 4
