@@ -1,0 +1,138 @@
+"""Surgical grid search: Pareto frontier on hand cases, dev choice, eval re-scoring."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from test_scores import LOCALIZATION, TRANSFER
+from test_sweep import random_vectors
+
+from lens_steer.evaluate.scores import localization_score, transfer_score
+from lens_steer.evaluate.surgical import (
+    SurgicalSearch,
+    criterion_value,
+    pareto_frontier,
+    surgical_search,
+)
+from lens_steer.steering import surgical_steering
+
+
+@pytest.mark.parametrize(
+    ("points", "expected"),
+    [
+        ([(0.5, 0.5)], [0]),
+        ([(0.1, 0.9), (0.9, 0.1), (0.5, 0.5), (0.4, 0.4)], [0, 2, 1]),
+        ([(0.5, 0.5), (0.5, 0.5), (0.5, 0.6)], [2]),  # equal x: the higher y dominates
+        ([(0.3, 0.3), (0.3, 0.3)], [0]),  # duplicates: the first is kept
+        ([(0.2, 0.2), (0.4, 0.4), (0.6, 0.6)], [2]),  # a chain: only the top survives
+        ([(0.6, 0.2), (0.6, 0.2), (0.2, 0.6), (0.5, 0.1)], [2, 0]),
+    ],
+)
+def test_pareto_frontier_hand_cases(points, expected):
+    assert pareto_frontier(points) == expected
+
+
+def test_criterion_values_by_hand():
+    assert criterion_value(0.7, 0.4, (0.5, 0.5), "sum_gain") == pytest.approx(0.1)
+    assert criterion_value(0.6, 0.3, (0.0, 0.0), "harmonic_mean") == pytest.approx(0.4)
+    assert criterion_value(0.0, 0.0, (0.0, 0.0), "harmonic_mean") == 0.0
+    with pytest.raises(ValueError, match="Unknown criterion 'max'"):
+        criterion_value(0.1, 0.1, (0, 0), "max")  # type: ignore[arg-type]
+
+
+KO_TRANSFER = [item for item in TRANSFER if item.lang == "ko"]
+ITEMS_T = [replace(item, split="eval") for item in KO_TRANSFER] + [
+    replace(item, id=item.id + "-dev", split="dev") for item in KO_TRANSFER
+]
+ITEMS_L = list(LOCALIZATION) + [
+    replace(item, id=item.id + "-dev", split="dev") for item in LOCALIZATION
+]
+NORMS = [10.0, 20.0, 30.0, 40.0]
+
+
+@pytest.fixture(scope="module")
+def search(tiny_model) -> SurgicalSearch:
+    return surgical_search(
+        tiny_model, ITEMS_T, ITEMS_L, random_vectors(tiny_model, 1, "en"),
+        random_vectors(tiny_model, 2, "loc"), transfer_layers=[0, 1, 2], transfer_alphas=[0.5, 2.0],
+        local_layers=[1, 3], local_alphas=[1.0, 3.0], reference_norms=NORMS, n_bootstrap=50,
+        show_progress=False,
+    )  # fmt: skip
+
+
+def test_grid_respects_layer_order_and_includes_single_layer_baselines(search):
+    surgical = [p for p in search.dev_points if p.kind == "surgical"]
+    # (l_T, l_L) pairs with l_T < l_L: (0,1) (0,3) (1,3) (2,3) -> 4 pairs x 2 x 2 alphas.
+    assert len(surgical) == 16
+    assert all(p.transfer_layer < p.local_layer for p in surgical)
+    assert sum(p.kind == "en" for p in search.dev_points) == 3 * 2
+    assert sum(p.kind == "loc" for p in search.dev_points) == 2 * 2
+    assert all(p.transfer.settings["split"] == "dev" for p in search.dev_points)
+
+
+def test_frontier_is_the_dev_pareto_set_rescored_on_eval(search):
+    dev = {p.key: p for p in search.dev_points if p.kind == "surgical"}
+    frontier_keys = [p.key for p in search.frontier]
+    for key in frontier_keys:  # nothing on dev dominates a frontier point
+        t, loc = dev[key].transfer.value, dev[key].localization.value
+        assert not any(
+            o.transfer.value >= t and o.localization.value >= loc
+            and (o.transfer.value > t or o.localization.value > loc)
+            for o in dev.values()
+        )  # fmt: skip
+    for key, point in dev.items():  # everything else is dominated or a duplicate
+        if key not in frontier_keys:
+            assert any(
+                dev[f].transfer.value >= point.transfer.value
+                and dev[f].localization.value >= point.localization.value
+                for f in frontier_keys
+            )
+    assert all(p.transfer.settings["split"] == "eval" for p in search.frontier)
+
+
+def test_eval_scores_equal_the_hooked_scoring_path(search, tiny_model):
+    point = search.best
+    en, loc = random_vectors(tiny_model, 1, "en"), random_vectors(tiny_model, 2, "loc")
+    steering = surgical_steering(
+        en.at_layer(point.transfer_layer), point.transfer_layer, point.transfer_alpha,
+        loc.at_layer(point.local_layer), point.local_layer, point.local_alpha,
+        en_reference_norm=NORMS[point.transfer_layer], loc_reference_norm=NORMS[point.local_layer],
+    )  # fmt: skip
+    t = transfer_score(tiny_model, ITEMS_T, steering, n_bootstrap=50, show_progress=False)
+    loc_score = localization_score(
+        tiny_model, ITEMS_L, steering, n_bootstrap=50, show_progress=False
+    )
+    assert (point.transfer.value, point.localization.value) == (t.value, loc_score.value)
+    assert (point.transfer.ci_low, point.transfer.ci_high) == (t.ci_low, t.ci_high)
+
+
+def test_best_maximizes_the_sum_of_gains_on_dev(search):
+    base = (search.dev_unsteered[0].value, search.dev_unsteered[1].value)
+
+    def gain(p):
+        return p.transfer.value - base[0] + p.localization.value - base[1]
+
+    dev = [p for p in search.dev_points if p.kind == "surgical"]
+    best_dev = next(p for p in dev if p.key == search.best.key)
+    assert gain(best_dev) == max(gain(p) for p in dev)
+    for kind in ("en", "loc"):
+        single = [p for p in search.dev_points if p.kind == kind]
+        chosen = next(p for p in single if p.key == search.best_single[kind].key)
+        assert gain(chosen) == max(gain(p) for p in single)
+        assert search.best_single[kind].transfer.settings["split"] == "eval"
+
+
+def test_search_round_trips_through_json(search):
+    assert SurgicalSearch.from_json(json.loads(json.dumps(search.to_json()))) == search
+
+
+def test_empty_grid_is_an_error(tiny_model):
+    with pytest.raises(ValueError, match="surgical grid is empty"):
+        surgical_search(
+            tiny_model, ITEMS_T, ITEMS_L, random_vectors(tiny_model, 1, "en"),
+            random_vectors(tiny_model, 2, "loc"), transfer_layers=[3], transfer_alphas=[1.0],
+            local_layers=[1], local_alphas=[1.0], reference_norms=NORMS, include_single=False,
+            show_progress=False,
+        )  # fmt: skip
