@@ -9,6 +9,8 @@ import pytest
 from test_scores import LOCALIZATION, TRANSFER
 from test_sweep import random_vectors
 
+from lens_steer.data.records import TransferItem
+from lens_steer.evaluate.plane import Plane, plane_points
 from lens_steer.evaluate.scores import localization_score, transfer_score
 from lens_steer.evaluate.surgical import (
     SurgicalSearch,
@@ -135,4 +137,67 @@ def test_empty_grid_is_an_error(tiny_model):
             random_vectors(tiny_model, 2, "loc"), transfer_layers=[3], transfer_alphas=[1.0],
             local_layers=[1], local_alphas=[1.0], reference_norms=NORMS, include_single=False,
             show_progress=False,
+        )  # fmt: skip
+
+
+# --- the plane (assembled from the search) -----------------------------------------------
+
+ENGLISH = [item for item in TRANSFER if item.lang == "en"] + [
+    TransferItem("t3-en", "t3", "en", "eval", "geo", "Color of the sky?", ("blue", "red"), 0)
+]
+
+
+@pytest.fixture(scope="module")
+def plane(tiny_model, search):
+    return plane_points(
+        tiny_model, ITEMS_T, ITEMS_L, ENGLISH, search, n_bootstrap=50, show_progress=False
+    )
+
+
+def test_reference_points_equal_the_variant_scores(plane, tiny_model):
+    common = {"n_bootstrap": 50, "show_progress": False}
+    unsteered, english, explicit = (
+        plane.point(k) for k in ("unsteered", "english_query", "explicit")
+    )
+    assert unsteered.transfer.value == transfer_score(tiny_model, ITEMS_T, **common).value
+    assert unsteered.localization.value == localization_score(tiny_model, ITEMS_L, **common).value
+    english_t = transfer_score(
+        tiny_model, ITEMS_T, variant="english_query", english_items=ENGLISH, **common
+    )
+    assert english.transfer.value == english_t.value
+    english_l = localization_score(tiny_model, ITEMS_L, variant="english_query", **common)
+    assert english.localization.value == english_l.value
+    explicit_l = localization_score(tiny_model, ITEMS_L, variant="explicit", **common)
+    assert explicit.localization.value == explicit_l.value
+    assert explicit.transfer == unsteered.transfer
+    assert unsteered.steering is None and unsteered.group == "reference"
+
+
+def test_plane_holds_single_layer_bests_and_the_frontier_by_transfer(plane, search):
+    assert plane.point("best_en").steering == search.best_single["en"].steering
+    assert plane.point("best_loc").localization == search.best_single["loc"].localization
+    surgical = plane.group("surgical")
+    assert len(surgical) == len(search.frontier) + (
+        search.best.key not in {p.key for p in search.frontier}
+    )
+    xs = [
+        p.transfer.value
+        for p in surgical
+        if p.label.startswith("surgical_") and "best" not in p.label
+    ]
+    assert xs == sorted(xs)
+    row = plane.point("unsteered").to_json()
+    assert row["transfer_ci"] == [
+        row["scores"]["transfer"]["ci_low"],
+        row["scores"]["transfer"]["ci_high"],
+    ]
+    assert Plane.from_json(json.loads(json.dumps(plane.to_json()))) == plane
+
+
+def test_plane_refuses_a_search_of_another_language(tiny_model, search):
+    other = [replace(item, lang="id") for item in ITEMS_T]
+    with pytest.raises(ValueError, match="search is for 'ko', the items for 'id'"):
+        plane_points(
+            tiny_model, other, [replace(i, lang="id") for i in ITEMS_L], ENGLISH, search,
+            n_bootstrap=0, show_progress=False,
         )  # fmt: skip
