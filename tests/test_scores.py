@@ -218,3 +218,31 @@ def test_gap_closure_of_the_plain_model_is_zero(tiny_model):
     score = gap_closure(tiny_model, items, None, min_gap=-1e9, n_bootstrap=20, show_progress=False)
     assert score.value == pytest.approx(0.0, abs=1e-6)
     assert score.settings["answer"] == "top_voted" and score.n == 4
+
+
+def test_gap_closure_of_a_steering_equals_hand_computation_on_the_top_voted_answer(tiny_model):
+    from lens_steer.steering import apply_steering, single_layer_steering
+
+    answers = (BlendAnswer("김치", "kimchi", 3), BlendAnswer("밥", "rice", 5))
+    items = [
+        BlendItem(f"b{k}", "ko", "eval", "South_Korea", "food", f"한국의 음식 {k}?",
+                  f"우리나라의 음식 {k}?", f"Korean food {k}?", answers)
+        for k in range(3)
+    ]  # fmt: skip
+    vector = torch.randn(tiny_model.cfg.d_model, generator=torch.Generator().manual_seed(3))
+    steering = single_layer_steering(vector, 1, 3.0, alpha_mode="raw")
+    score = gap_closure(
+        tiny_model, items, steering, min_gap=-1e9, n_bootstrap=0, show_progress=False
+    )
+
+    def gold(question: str) -> float:
+        return reference_logprob(tiny_model, f"질문: {question}\n답:", " 밥")  # 5 votes > 3
+
+    implicit = [gold(item.implicit) for item in items]
+    explicit = [gold(item.explicit) for item in items]
+    with apply_steering(tiny_model, steering):
+        steered = [gold(item.implicit) for item in items]
+    expected = (np.sum(steered) - np.sum(implicit)) / (np.sum(explicit) - np.sum(implicit))
+    assert score.value == pytest.approx(expected, abs=1e-4)
+    assert score.value != pytest.approx(0.0, abs=1e-3)
+    assert score.settings["steering"]["terms"][0]["layer"] == 1
