@@ -22,8 +22,11 @@ from lens_steer.geometry import (
     cosine,
     cosine_by_layer,
     en_vectors,
+    geometry_study,
     language_silhouette,
+    limit_probe_set,
     loc_vectors,
+    measure_cost,
     mixing_by_layer,
     null_band,
     pca_by_layer,
@@ -492,3 +495,119 @@ def test_mixing_by_layer_rows_record_scores_chance_and_settings():
     assert (rows[0]["n_langs"], rows[0]["n_prompts"], rows[0]["model_id"]) == (3, 30, "toy")
     with pytest.raises(KeyError, match="layer 7 was not collected"):
         mixing_by_layer(_copies(), layers=[7], show_progress=False)
+
+
+# ---------------------------------------------------------------- the whole geometry step
+
+
+def _study_probe_set() -> ProbeSet:
+    sentences = {
+        "en": [
+            "The sun rises.",
+            "Water is wet.",
+            "Cats sleep.",
+            "Rain falls.",
+            "Birds sing.",
+            "Trees grow.",
+        ],
+        "ko": [
+            "해가 뜬다.",
+            "물은 젖었다.",
+            "고양이는 잔다.",
+            "비가 온다.",
+            "새가 노래한다.",
+            "나무가 자란다.",
+        ],
+        "zh": ["太阳升起。", "水是湿的。", "猫在睡觉。", "下雨了。", "鸟在唱歌。", "树在生长。"],
+    }
+    parallel = [
+        ParallelItem(f"par-{g}-{lang}", f"par-{g}", lang, "fit", text)
+        for lang, rows in sentences.items()
+        for g, text in enumerate(rows)
+    ]
+    prompts = {
+        "ko": [
+            ("우리나라의 화폐는", "한국의 화폐는"),
+            ("우리나라의 수도는", "한국의 수도는"),
+            ("우리나라 음식은", "한국 음식은"),
+        ],
+        "zh": [
+            ("我们国家的货币是", "中国的货币是"),
+            ("我们国家的首都是", "中国的首都是"),
+            ("我们国家的食物是", "中国的食物是"),
+        ],
+    }
+    localization = [
+        LocalizationItem(
+            f"loc-{i}-{lang}",
+            f"loc-{i}",
+            lang,
+            "fit",
+            "topic",
+            implicit,
+            explicit,
+            "a",
+            "b",
+            "In our country",
+            "In X",
+            "a",
+            "b",
+        )
+        for lang, rows in prompts.items()
+        for i, (implicit, explicit) in enumerate(rows)
+    ]
+    return ProbeSet(transfer=[], localization=localization, parallel=parallel, version="study-test")
+
+
+def test_geometry_study_reuses_one_collection_and_reports_every_number(tiny_model):
+    probe = _study_probe_set()
+    study = geometry_study(tiny_model, probe, ["ko", "zh"], n_bootstrap=20, show_progress=False)
+    # The vectors fitted on the shared collection equal those fitted from scratch.
+    fresh = en_vectors(tiny_model, probe, ["zh"], show_progress=False)
+    torch.testing.assert_close(study.en["zh"].vectors, fresh["zh"].vectors, rtol=1e-4, atol=1e-4)
+    fresh_loc = loc_vectors(tiny_model, probe, ["ko"], show_progress=False)
+    torch.testing.assert_close(
+        study.loc["ko"].vectors, fresh_loc["ko"].vectors, rtol=1e-4, atol=1e-4
+    )
+    assert (
+        study.loc["ko"].provenance["seed"] != study.en["ko"].provenance["seed"]
+    )  # independent resamples
+
+    assert [(r["lang"], r["layer"]) for r in study.perpendicularity] == [
+        (lang, layer) for lang in ("ko", "zh") for layer in range(4)
+    ]
+    assert len(study.mixing) == 8 and {r["standardized"] for r in study.mixing} == {False, True}
+    assert [pca.standardized for pca in study.pca] == [False, True]
+    results = study.to_json()
+    json.dumps(results, allow_nan=False)
+    summary = results["summary"]
+    raw = [r["cos_raw"] for r in study.perpendicularity]
+    assert summary["cos_raw_range"] == [min(raw), max(raw)]
+    layer0 = [r["cos_std"] for r in study.perpendicularity if r["layer"] == 0]
+    assert summary["cosine_range_by_layer"][0]["std_max"] == max(layer0)
+    assert (
+        results["settings"]["langs"] == ["en", "ko", "zh"]
+        and results["settings"]["n_bootstrap"] == 20
+    )
+    assert results["costs"]["collect_parallel"]["n_prompts"] == 18
+    assert results["costs"]["collect_localization"]["n_prompts"] == 12
+    assert results["costs"]["collect_parallel"]["seconds"] > 0
+
+
+def test_limit_probe_set_keeps_whole_translation_groups():
+    limited = limit_probe_set(_study_probe_set(), 2)
+    assert sorted({item.group for item in limited.parallel}) == ["par-0", "par-1"]
+    assert len(limited.parallel) == 6  # both groups in all three languages
+    ids = sorted(item.id for item in limited.localization)
+    assert ids == ["loc-0-ko", "loc-0-zh", "loc-1-ko", "loc-1-zh"]
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        limit_probe_set(_study_probe_set(), 0)
+
+
+def test_measure_cost_sees_the_peak_memory_of_its_block():
+    with measure_cost() as cost:
+        block = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
+        del block
+    assert cost["peak_rss_mb"] - cost["rss_before_mb"] > 200
+    assert cost["python_peak_mb"] > 200  # numpy buffers are traced by tracemalloc
+    assert cost["seconds"] >= 0 and cost["process_max_rss_mb"] >= cost["peak_rss_mb"] - 1

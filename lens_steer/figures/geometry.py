@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from lens_steer.data.records import PROBE_LANGUAGES
 from lens_steer.geometry.pca import LayerPCA
+from lens_steer.geometry.study import GeometryStudy
 
 _PALETTE = qualitative.Plotly + qualitative.D3
 
@@ -330,3 +331,17 @@ def mixing_figure(
         template="plotly_white",
     )
     return fig
+
+
+def geometry_figures(study: GeometryStudy) -> dict[str, go.Figure]:
+    """The three geometry figures of a :func:`lens_steer.geometry.geometry_study` run.
+
+    Example:
+        >>> for name, fig in geometry_figures(study).items():  # doctest: +SKIP
+        ...     save_figure(fig, f"figures/{name}")
+    """
+    return {
+        "pca": pca_figure(study.pca),
+        "perpendicularity": perpendicularity_figure(study.perpendicularity),
+        "mixing": mixing_figure(study.mixing),
+    }

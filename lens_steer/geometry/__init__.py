@@ -15,6 +15,7 @@ from lens_steer.geometry.pca import (
     pca_by_layer,
     translation_retrieval,
 )
+from lens_steer.geometry.study import GeometryStudy, geometry_study, limit_probe_set, measure_cost
 from lens_steer.geometry.vectors import (
     ContrastVector,
     collect_localization,
@@ -26,6 +27,7 @@ from lens_steer.geometry.vectors import (
 
 __all__ = [
     "ContrastVector",
+    "GeometryStudy",
     "LayerCosines",
     "LayerPCA",
     "collect_localization",
@@ -34,8 +36,11 @@ __all__ = [
     "cosine",
     "cosine_by_layer",
     "en_vectors",
+    "geometry_study",
     "language_silhouette",
+    "limit_probe_set",
     "loc_vectors",
+    "measure_cost",
     "mixing_by_layer",
     "null_band",
     "pca_by_layer",
