@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
+import torch
 from test_scores import LOCALIZATION, TRANSFER
 from test_sweep import random_vectors
 
-from lens_steer.data.records import TransferItem
+from lens_steer.data.records import ParallelItem, ProbeSet, TransferItem
 from lens_steer.evaluate.plane import Plane, plane_points
 from lens_steer.evaluate.scores import localization_score, transfer_score
+from lens_steer.evaluate.study import limit_items, steering_study
 from lens_steer.evaluate.surgical import (
     SurgicalSearch,
     criterion_value,
@@ -19,6 +22,7 @@ from lens_steer.evaluate.surgical import (
     surgical_search,
 )
 from lens_steer.steering import surgical_steering
+from lens_steer.tokens import encode
 
 
 @pytest.mark.parametrize(
@@ -201,3 +205,74 @@ def test_plane_refuses_a_search_of_another_language(tiny_model, search):
             tiny_model, other, [replace(i, lang="id") for i in ITEMS_L], ENGLISH, search,
             n_bootstrap=0, show_progress=False,
         )  # fmt: skip
+
+
+# --- the whole steering study (vectors -> sweep -> surgical -> plane) on the tiny model ----
+
+
+def tiny_probe_set() -> ProbeSet:
+    sentences = {
+        "en": ["The river is long.", "I like green tea.", "The door is open.", "Birds can fly."],
+        "ko": ["강은 길다.", "나는 녹차를 좋아한다.", "문이 열려 있다.", "새는 날 수 있다."],
+    }
+    parallel = [
+        ParallelItem(f"p{g}-{lang}", f"p{g}", lang, "fit", text)
+        for lang, texts in sentences.items()
+        for g, text in enumerate(texts)
+    ]
+    transfer = [
+        replace(item, id=f"{item.id}-{split}", group=f"{item.group}-{split}", split=split)
+        for split in ("dev", "eval")
+        for item in TRANSFER
+        if item.group != "t3"
+    ]
+    localization = [
+        replace(item, id=f"{item.id}-{split}", split=split)
+        for split in ("fit", "dev", "eval")
+        for item in LOCALIZATION
+    ]
+    return ProbeSet(transfer, localization, parallel, version="tiny")
+
+
+def test_steering_study_runs_every_step_and_records_settings(tiny_model):
+    probe = tiny_probe_set()
+    study = steering_study(
+        tiny_model, probe, ["ko"], alphas=(0.5,), transfer_layers=[1], transfer_alphas=(0.5,),
+        local_layers=[2, 3], local_alphas=(1.0,), n_bootstrap=20, show_progress=False,
+    )  # fmt: skip
+    # Relative alphas refer to the mean last-token resid_post norm of the Korean fit sentences.
+    prompts = [item.text for item in probe.parallel if item.lang == "ko"]
+    expected = []
+    for layer in range(tiny_model.cfg.n_layers):
+        norms = []
+        for prompt in prompts:
+            _, cache = tiny_model.run_with_cache(torch.tensor([encode(tiny_model, prompt)]))
+            norms.append(cache[f"blocks.{layer}.hook_resid_post"][0, -1].norm().item())
+        expected.append(float(np.mean(norms)))
+    assert study.reference_norms["ko"] == pytest.approx(expected, rel=1e-4)
+    sweep = study.sweeps["ko"]
+    assert len(sweep.points) == 2 * 4 and sweep.settings["split"] == "eval"
+    term = sweep.curve("en", 0.5)[2].steering["terms"][0]
+    assert term["effective_norm"] == pytest.approx(0.5 * expected[2], rel=1e-4)
+    assert term["provenance"]["kind"] == "en" and term["provenance"]["split"] == "fit"
+    assert {p.key for p in study.searches["ko"].dev_points if p.kind == "surgical"} == {
+        "en@1:0.5+loc@2:1", "en@1:0.5+loc@3:1"
+    }  # fmt: skip
+    labels = [p.label for p in study.planes["ko"].points]
+    assert labels[:5] == ["unsteered", "english_query", "explicit", "best_en", "best_loc"]
+    summary = study.summary()["ko"]
+    assert summary["peaks"]["en_transfer"]["layer"] == sweep.peak("en", "transfer").layer
+    assert {d["point"] for d in summary["dominance"]} == {"best_en", "best_loc"}
+    text = json.dumps(study.to_json(), allow_nan=False)
+    assert set(study.costs) == {"fit_vectors", "sweep_ko", "surgical_ko", "plane_ko"}
+    assert '"probe_version": "tiny"' in text
+
+
+def test_limit_items_cuts_transfer_by_group_and_keeps_the_fit_split():
+    probe = tiny_probe_set()
+    limited = limit_items(probe, 1, ["dev", "eval"])
+    groups = {item.group for item in limited.transfer}
+    assert groups == {"t1-dev", "t1-eval"}  # both languages of each kept group
+    assert len(limited.transfer) == 4
+    assert [i.split for i in limited.localization].count("fit") == 2
+    assert [i.split for i in limited.localization].count("dev") == 1

@@ -3,7 +3,7 @@
 Modules, in the order a study uses them: ``scoring`` (continuation log-probs), ``scores``
 (transfer, localization, gap closure with bootstrap intervals), ``engine`` (many steerings at
 once, fast), ``sweep`` (layer sweeps), ``surgical`` (grid search and Pareto frontier), ``plane``
-(the points of the plane).
+(the points of the plane), ``study`` (all of it, top to bottom).
 """
 
 from lens_steer.evaluate.engine import score_steerings, steering_additions
@@ -29,6 +29,7 @@ from lens_steer.evaluate.surgical import (
     pareto_frontier,
     surgical_search,
 )
+from lens_steer.evaluate.study import SteeringStudy, limit_items, steering_study
 from lens_steer.evaluate.sweep import LayerSweep, SweepPoint, layer_sweep
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "PlaneItems",
     "PlanePoint",
     "Score",
+    "SteeringStudy",
     "ScoringRequest",
     "SurgicalPoint",
     "SurgicalSearch",
@@ -47,6 +49,7 @@ __all__ = [
     "gap_closure",
     "gap_closure_from_logprobs",
     "layer_sweep",
+    "limit_items",
     "localization_requests",
     "localization_score",
     "localization_share",
@@ -56,6 +59,7 @@ __all__ = [
     "score_options",
     "score_steerings",
     "steering_additions",
+    "steering_study",
     "surgical_search",
     "transfer_accuracy",
     "transfer_requests",
