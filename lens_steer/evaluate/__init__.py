@@ -22,6 +22,7 @@ from lens_steer.evaluate.scores import (
     transfer_score,
 )
 from lens_steer.evaluate.scoring import OptionScores, ScoringRequest, score_options
+from lens_steer.evaluate.study import SteeringStudy, limit_items, steering_study
 from lens_steer.evaluate.surgical import (
     SurgicalPoint,
     SurgicalSearch,
@@ -29,7 +30,6 @@ from lens_steer.evaluate.surgical import (
     pareto_frontier,
     surgical_search,
 )
-from lens_steer.evaluate.study import SteeringStudy, limit_items, steering_study
 from lens_steer.evaluate.sweep import LayerSweep, SweepPoint, layer_sweep
 
 __all__ = [
