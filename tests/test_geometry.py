@@ -605,7 +605,7 @@ def test_limit_probe_set_keeps_whole_translation_groups():
 
 
 def test_measure_cost_sees_the_peak_memory_of_its_block():
-    with measure_cost() as cost:
+    with measure_cost(python_heap=True) as cost:
         block = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
         del block
     assert cost["peak_rss_mb"] - cost["rss_before_mb"] > 200

@@ -239,7 +239,10 @@ def perpendicularity_figure(
                 ),
                 row=1, col=col,
             )  # fmt: skip
-        fig.update_xaxes(title_text="layer (blocks.L.hook_resid_post)", dtick=1, row=1, col=col)
+        fig.update_xaxes(
+            title_text="layer (blocks.L.hook_resid_post)", dtick=1,
+            range=[layers[0] - 0.5, layers[-1] + 0.5], row=1, col=col,
+        )  # fmt: skip
     fig.update_yaxes(title_text="cos(EN vector, LOC vector)", range=[-1, 1], row=1, col=1)
     first = rows[0]
     fig.update_layout(
@@ -317,7 +320,9 @@ def mixing_figure(
     )  # fmt: skip
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="silhouette (cosine)", range=[-1, 1], row=2, col=1)
-    fig.update_xaxes(title_text="layer (blocks.L.hook_resid_post)", dtick=1, row=2, col=1)
+    layers = sorted(chance)
+    fig.update_xaxes(dtick=1, range=[layers[0] - 0.5, layers[-1] + 0.5])
+    fig.update_xaxes(title_text="layer (blocks.L.hook_resid_post)", row=2, col=1)
     first = rows[0]
     fig.update_layout(
         title=title

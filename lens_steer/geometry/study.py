@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformer_lens import HookedTransformer
 
 from lens_steer.cache import CollectOptions, ReadPosition, ResidualSet
@@ -56,13 +57,17 @@ def _max_rss_mb() -> float:
 
 
 @contextmanager
-def measure_cost(interval_s: float = 0.05) -> Iterator[dict[str, float | None]]:
+def measure_cost(
+    interval_s: float = 0.05, *, python_heap: bool = False
+) -> Iterator[dict[str, float | None]]:
     """Time a block and its peak memory; the yielded dict is filled when the block ends.
 
     Keys: ``seconds``; ``rss_before_mb`` and ``peak_rss_mb`` (resident memory sampled every
-    ``interval_s`` in a thread, so the peak of this block alone); ``process_max_rss_mb``
-    (``getrusage``: the whole process so far, model loading included); ``python_peak_mb``
-    (``tracemalloc``: Python-level allocations only, not torch's tensor memory).
+    ``interval_s`` in a thread: the peak of this block alone); ``process_max_rss_mb``
+    (``getrusage``: the whole process so far, model loading included); ``cuda_peak_mb`` when
+    CUDA is in use (``torch.cuda.max_memory_allocated``); ``python_peak_mb`` with
+    ``python_heap=True`` (``tracemalloc``: Python-level allocations only, not torch tensors, and
+    it slows a forward pass by about half, so it is off by default).
     """
     cost: dict[str, float | None] = {"rss_before_mb": _rss_mb()}
     peak = [cost["rss_before_mb"] or 0.0]
@@ -73,10 +78,12 @@ def measure_cost(interval_s: float = 0.05) -> Iterator[dict[str, float | None]]:
             peak[0] = max(peak[0], _rss_mb() or 0.0)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
+    tracing = python_heap and not tracemalloc.is_tracing()
+    if tracing:
         tracemalloc.start()
-    tracemalloc.reset_peak()
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     sampler.start()
     start = time.perf_counter()
     try:
@@ -85,9 +92,11 @@ def measure_cost(interval_s: float = 0.05) -> Iterator[dict[str, float | None]]:
         cost["seconds"] = round(time.perf_counter() - start, 3)
         done.set()
         sampler.join()
-        cost["python_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
-        if not was_tracing:
+        if tracing:
+            cost["python_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
             tracemalloc.stop()
+        if cuda:
+            cost["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         peak[0] = max(peak[0], _rss_mb() or 0.0)
         cost["peak_rss_mb"] = round(peak[0], 1) if cost["rss_before_mb"] is not None else None
         cost["process_max_rss_mb"] = round(_max_rss_mb(), 1)
