@@ -12,9 +12,9 @@ from test_scores import LOCALIZATION, TRANSFER
 from test_sweep import random_vectors
 
 from lens_steer.data.records import ParallelItem, ProbeSet, TransferItem
-from lens_steer.evaluate.plane import Plane, plane_points
-from lens_steer.evaluate.scores import localization_score, transfer_score
-from lens_steer.evaluate.study import limit_items, steering_study
+from lens_steer.evaluate.plane import Plane, PlanePoint, plane_points
+from lens_steer.evaluate.scores import Score, localization_score, transfer_score
+from lens_steer.evaluate.study import dominance, limit_items, steering_study
 from lens_steer.evaluate.surgical import (
     SurgicalSearch,
     criterion_value,
@@ -276,3 +276,25 @@ def test_limit_items_cuts_transfer_by_group_and_keeps_the_fit_split():
     assert len(limited.transfer) == 4
     assert [i.split for i in limited.localization].count("fit") == 2
     assert [i.split for i in limited.localization].count("dev") == 1
+
+
+def test_dominance_by_point_estimate_and_by_disjoint_interval():
+    def point(label: str, t: float, loc: float, half: float = 0.1) -> PlanePoint:
+        return PlanePoint(
+            label, "surgical", Score(t, t - half, t + half, 10, "t"),
+            Score(loc, loc - half, loc + half, 10, "l"),
+        )  # fmt: skip
+
+    single = point("best_en", 0.5, 0.5)
+    frontier = [
+        point("a", 0.6, 0.5, 0.05),
+        point("b", 0.8, 0.6),
+        point("c", 0.9, 0.4),
+        point("d", 0.5, 0.5),
+    ]
+    result = dominance(single, frontier)
+    assert result == {
+        "point": "best_en",
+        "dominated_by": ["a", "b"],
+        "dominated_with_disjoint_interval_by": ["b"],
+    }

@@ -22,7 +22,7 @@ from lens_steer.evaluate.scores import (
     transfer_score,
 )
 from lens_steer.evaluate.scoring import OptionScores, ScoringRequest, score_options
-from lens_steer.evaluate.study import SteeringStudy, limit_items, steering_study
+from lens_steer.evaluate.study import SteeringStudy, dominance, limit_items, steering_study
 from lens_steer.evaluate.surgical import (
     SurgicalPoint,
     SurgicalSearch,
@@ -46,6 +46,7 @@ __all__ = [
     "SweepPoint",
     "bootstrap_interval",
     "criterion_value",
+    "dominance",
     "gap_closure",
     "gap_closure_from_logprobs",
     "layer_sweep",

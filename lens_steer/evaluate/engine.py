@@ -177,7 +177,7 @@ def _naive_batch(
         )
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         picked = logprobs[batch.score_row, batch.score_pos, batch.score_target]
-        summed = torch.zeros(len(batch.rows), dtype=picked.dtype).index_add_(
+        summed = torch.zeros(len(batch.rows), dtype=picked.dtype, device=picked.device).index_add_(
             0, batch.score_row, picked
         )
         out[key] = summed.tolist()

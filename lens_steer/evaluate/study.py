@@ -25,6 +25,7 @@ from lens_steer.evaluate.plane import Plane, PlanePoint, plane_points
 from lens_steer.evaluate.surgical import Criterion, SurgicalSearch, surgical_search
 from lens_steer.evaluate.sweep import LayerSweep, Metric, layer_sweep
 from lens_steer.geometry.vectors import (
+    ContrastVector,
     collect_localization,
     collect_parallel,
     en_vectors,
@@ -72,7 +73,7 @@ def _timed(costs: dict[str, float], name: str) -> Iterator[None]:
         costs[name] = round(time.perf_counter() - start, 2)
 
 
-def _dominance(single: PlanePoint, frontier: Sequence[PlanePoint]) -> dict[str, Any]:
+def dominance(single: PlanePoint, frontier: Sequence[PlanePoint]) -> dict[str, Any]:
     """Does some frontier point beat a single-layer point, by point estimate and by interval?"""
 
     def beats(a: PlanePoint) -> bool:
@@ -115,13 +116,14 @@ def _peak(sweep: LayerSweep, kind: str, metric: Metric) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SteeringStudy:
-    """Sweeps, surgical searches and planes per language, with settings and timings."""
+    """Sweeps, surgical searches and planes per language, with vectors, settings and timings."""
 
     langs: tuple[str, ...]
     sweeps: dict[str, LayerSweep]
     searches: dict[str, SurgicalSearch]
     planes: dict[str, Plane]
     reference_norms: dict[str, list[float]]
+    vectors: dict[str, dict[str, ContrastVector]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)
 
@@ -138,7 +140,7 @@ class SteeringStudy:
             frontier = plane.group("surgical")
             out[lang] = {
                 "peaks": peaks,
-                "dominance": [_dominance(single, frontier) for single in plane.group("single")],
+                "dominance": [dominance(single, frontier) for single in plane.group("single")],
                 "best_surgical": self.searches[lang].best.key if lang in self.searches else None,
             }
         return out
@@ -280,4 +282,5 @@ def steering_study(
         "n_bootstrap": n_bootstrap,
         "seed": seed,
     }
-    return SteeringStudy(tuple(langs), sweeps, searches, planes, norms, settings, costs)
+    vectors = {lang: {"en": en[lang], "loc": loc[lang]} for lang in langs}
+    return SteeringStudy(tuple(langs), sweeps, searches, planes, norms, vectors, settings, costs)
