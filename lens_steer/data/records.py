@@ -102,14 +102,15 @@ class BlendItem:
 class BlendSet:
     """The BLEnD items of one country: iterable like a list, plus what the loader skipped.
 
-    ``skipped`` holds the ids whose implicit form could not be derived safely (the country
-    mention was absent, ambiguous or inflected in a way the loader does not rewrite).
+    ``skipped`` maps the ids the loader left out to the reason: the implicit form could not be
+    derived safely (no country mention, or a demonym or inflection the rules do not rewrite),
+    or the question has no gold answer.
     """
 
     country: str
     lang: str
     items: tuple[BlendItem, ...]
-    skipped: tuple[str, ...] = ()
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[BlendItem]:
         return iter(self.items)
@@ -136,7 +137,9 @@ class ProbeSet:
 
     @property
     def langs(self) -> tuple[str, ...]:
-        seen = {item.lang for item in (*self.transfer, *self.localization, *self.parallel)}
+        seen = {item.lang for item in self.transfer}
+        seen |= {item.lang for item in self.localization}
+        seen |= {item.lang for item in self.parallel}
         return tuple(lang for lang in PROBE_LANGUAGES if lang in seen) + tuple(
             sorted(seen - set(PROBE_LANGUAGES))
         )

@@ -1,0 +1,132 @@
+"""Read and write probe records as JSONL (the built-in files and user data share one schema).
+
+See :mod:`lens_steer.data.schema` for the record format. Blank lines are allowed; anything else
+that is not a valid record stops loading with an error naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from lens_steer._io import write_jsonl_atomic
+from lens_steer.data.records import LocalizationItem, ParallelItem, ProbeSet, TransferItem
+from lens_steer.data.schema import ProbeRecord, RecordError, parse_record, record_to_dict
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"field {key!r}: duplicate key")
+        obj[key] = value
+    return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON value")
+
+
+def parse_line(text: str, *, source: str, line: int) -> ProbeRecord | str:
+    """Parse one JSONL line (not blank) into a record or a meta version string."""
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+    except json.JSONDecodeError as error:
+        raise RecordError(
+            source, line, f"invalid JSON ({error.msg} at column {error.colno})"
+        ) from None
+    except ValueError as error:
+        raise RecordError(source, line, f"invalid JSON ({error})") from None
+    return parse_record(obj, source=source, line=line)
+
+
+def read_records(path: str | Path) -> tuple[list[ProbeRecord], str]:
+    """All records of a JSONL file, in file order, and its version ("" without a meta line).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a line breaks the schema, two records share an id, or meta lines disagree.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Probe data file not found: {path}")
+    source = path.name
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{source}: not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
+    records: list[ProbeRecord] = []
+    first_line: dict[str, int] = {}
+    version = ""
+    version_line = 0
+    # Split on "\n" only: str.splitlines would also break inside texts holding U+2028 etc.
+    for number, text in enumerate(content.split("\n"), start=1):
+        if not text.strip():
+            continue
+        parsed = parse_line(text, source=source, line=number)
+        if isinstance(parsed, str):
+            if version and parsed != version:
+                raise RecordError(
+                    source, number, f"{parsed!r} disagrees with line {version_line}", "version"
+                )
+            version, version_line = parsed, number
+            continue
+        if parsed.id in first_line:
+            raise RecordError(
+                source,
+                number,
+                f"duplicate id {parsed.id!r} (first on line {first_line[parsed.id]})",
+                "id",
+            )
+        first_line[parsed.id] = number
+        records.append(parsed)
+    return records, version
+
+
+def probe_set_from_records(records: Iterable[ProbeRecord], version: str = "") -> ProbeSet:
+    """Sort records by kind into a ``ProbeSet``, keeping their order."""
+    transfer: list[TransferItem] = []
+    localization: list[LocalizationItem] = []
+    parallel: list[ParallelItem] = []
+    for record in records:
+        if isinstance(record, TransferItem):
+            transfer.append(record)
+        elif isinstance(record, LocalizationItem):
+            localization.append(record)
+        else:
+            parallel.append(record)
+    return ProbeSet(
+        transfer=transfer, localization=localization, parallel=parallel, version=version
+    )
+
+
+def load_jsonl(path: str | Path) -> ProbeSet:
+    """Load user probe data from a JSONL file in the built-in schema.
+
+    One JSON object per line with a ``kind`` of ``transfer``, ``localization``, ``parallel`` or
+    ``meta`` (see :mod:`lens_steer.data.schema`); kinds may be mixed in one file.
+
+    Args:
+        path: the JSONL file.
+
+    Example:
+        >>> probes = load_jsonl("my_probes.jsonl")  # doctest: +SKIP
+        >>> probes.localization[0].implicit  # doctest: +SKIP
+        '우리나라의 화폐 단위는'
+    """
+    records, version = read_records(path)
+    return probe_set_from_records(records, version)
+
+
+def write_jsonl(probe_set: ProbeSet, path: str | Path) -> Path:
+    """Write a ``ProbeSet`` as JSONL (atomically) that ``load_jsonl`` reads back identically."""
+    rows: list[dict[str, Any]] = []
+    if probe_set.version:
+        rows.append({"kind": "meta", "version": probe_set.version})
+    records: list[ProbeRecord] = [*probe_set.transfer, *probe_set.localization, *probe_set.parallel]
+    rows.extend(record_to_dict(record) for record in records)
+    return write_jsonl_atomic(path, rows)

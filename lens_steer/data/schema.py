@@ -1,0 +1,194 @@
+"""The JSONL schema of probe records: turn one parsed line into a typed record, or say why not.
+
+One record per line, a JSON object whose ``kind`` names its type:
+
+* ``{"kind": "transfer", "id", "group", "lang", "split", "topic", "question", "options", "answer"}``
+* ``{"kind": "localization", "id", "group", "lang", "split", "topic", "implicit", "explicit",
+  "local_answer", "us_answer", "english_implicit", "english_explicit", "english_local_answer",
+  "english_us_answer"}``
+* ``{"kind": "parallel", "id", "group", "lang", "split", "text"}``
+* ``{"kind": "meta", "version": "1.0"}`` (optional; gives ``ProbeSet.version``)
+
+Every field is required and no other field is allowed, so a misspelt key is an error rather
+than a silently missing value. Every error names the source, the line and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, cast
+
+from lens_steer.data.records import (
+    SPLITS,
+    LocalizationItem,
+    ParallelItem,
+    Split,
+    TransferItem,
+)
+from lens_steer.data.templates import QA_CUES
+
+ProbeRecord = TransferItem | LocalizationItem | ParallelItem
+
+# Languages a record may use: those the templates can prompt in.
+SUPPORTED_LANGUAGES: tuple[str, ...] = tuple(QA_CUES)
+
+RECORD_TYPES: dict[str, type[TransferItem] | type[LocalizationItem] | type[ParallelItem]] = {
+    "transfer": TransferItem,
+    "localization": LocalizationItem,
+    "parallel": ParallelItem,
+}
+META_FIELDS = ("kind", "version")
+MIN_OPTIONS = 2
+
+
+class RecordError(ValueError):
+    """A record that breaks the schema; the message names source, line and field."""
+
+    def __init__(self, source: str, line: int, message: str, field: str | None = None):
+        self.source = source
+        self.line = line
+        self.field = field
+        where = f"{source} line {line}"
+        super().__init__(f"{where}: field {field!r}: {message}" if field else f"{where}: {message}")
+
+
+def _text(obj: dict[str, Any], name: str, source: str, line: int) -> str:
+    value = obj[name]
+    if not isinstance(value, str):
+        raise RecordError(source, line, f"expected a string, got {type(value).__name__}", name)
+    if not value.strip():
+        raise RecordError(source, line, "empty text", name)
+    if value != value.strip():
+        # A prompt ending in a space would be tokenized differently from the continuation
+        # " answer" the templates append; refuse it instead of scoring the wrong text.
+        raise RecordError(source, line, "leading or trailing whitespace", name)
+    return value
+
+
+def _lang(obj: dict[str, Any], source: str, line: int) -> str:
+    lang = _text(obj, "lang", source, line)
+    if lang not in SUPPORTED_LANGUAGES:
+        raise RecordError(
+            source,
+            line,
+            f"unknown language code {lang!r}; accepted: {', '.join(SUPPORTED_LANGUAGES)}",
+            "lang",
+        )
+    return lang
+
+
+def _split(obj: dict[str, Any], source: str, line: int) -> Split:
+    split = _text(obj, "split", source, line)
+    if split not in SPLITS:
+        raise RecordError(
+            source, line, f"unknown split {split!r}; expected one of {', '.join(SPLITS)}", "split"
+        )
+    return cast(Split, split)
+
+
+def _options(obj: dict[str, Any], source: str, line: int) -> tuple[str, ...]:
+    value = obj["options"]
+    if not isinstance(value, list) or len(value) < MIN_OPTIONS:
+        raise RecordError(
+            source, line, f"expected a list of at least {MIN_OPTIONS} strings", "options"
+        )
+    options = []
+    for position, option in enumerate(value):
+        if not isinstance(option, str) or not option.strip() or option != option.strip():
+            raise RecordError(
+                source,
+                line,
+                f"option {position} must be a non-empty string without outer whitespace",
+                "options",
+            )
+        options.append(option)
+    if len(set(options)) != len(options):
+        raise RecordError(source, line, "options must be distinct", "options")
+    return tuple(options)
+
+
+def _answer(obj: dict[str, Any], n_options: int, source: str, line: int) -> int:
+    value = obj["answer"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(source, line, f"expected an integer, got {value!r}", "answer")
+    if not 0 <= value < n_options:
+        raise RecordError(
+            source, line, f"index {value} out of range for {n_options} options", "answer"
+        )
+    return value
+
+
+def _check_keys(obj: dict[str, Any], expected: tuple[str, ...], source: str, line: int) -> None:
+    for name in expected:
+        if name not in obj:
+            raise RecordError(source, line, "missing", name)
+    for name in obj:
+        if name not in expected:
+            raise RecordError(source, line, f"unknown field; expected {', '.join(expected)}", name)
+
+
+def record_fields(kind: str) -> tuple[str, ...]:
+    """The JSONL keys of a record kind, ``kind`` first."""
+    return ("kind", *(f.name for f in fields(RECORD_TYPES[kind])))
+
+
+def parse_record(obj: Any, *, source: str, line: int) -> ProbeRecord | str:
+    """Validate one parsed JSONL line and build its record.
+
+    Returns the record, or the version string for a ``meta`` line.
+
+    Example:
+        >>> parse_record({"kind": "parallel", "id": "par-001-en", "group": "par-001",
+        ...     "lang": "en", "split": "fit", "text": "The sun is up."}, source="x.jsonl", line=1)
+        ParallelItem(id='par-001-en', group='par-001', lang='en', split='fit', text='The sun is up.')
+    """
+    if not isinstance(obj, dict):
+        raise RecordError(source, line, f"expected a JSON object, got {type(obj).__name__}")
+    if "kind" not in obj:
+        raise RecordError(source, line, "missing", "kind")
+    kind = obj["kind"]
+    if kind == "meta":
+        _check_keys(obj, META_FIELDS, source, line)
+        return _text(obj, "version", source, line)
+    if kind not in RECORD_TYPES:
+        known = ", ".join([*RECORD_TYPES, "meta"])
+        raise RecordError(source, line, f"unknown kind {kind!r}; expected one of {known}", "kind")
+    _check_keys(obj, record_fields(kind), source, line)
+    record_id = _text(obj, "id", source, line)
+    group = _text(obj, "group", source, line)
+    lang = _lang(obj, source, line)
+    split = _split(obj, source, line)
+    if kind == "parallel":
+        return ParallelItem(record_id, group, lang, split, text=_text(obj, "text", source, line))
+    if kind == "transfer":
+        options = _options(obj, source, line)
+        return TransferItem(
+            record_id,
+            group,
+            lang,
+            split,
+            topic=_text(obj, "topic", source, line),
+            question=_text(obj, "question", source, line),
+            options=options,
+            answer=_answer(obj, len(options), source, line),
+        )
+    texts = {name: _text(obj, name, source, line) for name in record_fields(kind)[5:]}
+    for first, second in (
+        ("local_answer", "us_answer"),
+        ("english_local_answer", "english_us_answer"),
+        ("implicit", "explicit"),
+        ("english_implicit", "english_explicit"),
+    ):
+        if texts[first] == texts[second]:
+            raise RecordError(source, line, f"must differ from {first!r}", second)
+    return LocalizationItem(record_id, group, lang, split, **texts)
+
+
+def record_to_dict(record: ProbeRecord) -> dict[str, Any]:
+    """The JSONL object of a record (``kind`` first, options as a list)."""
+    kind = next(name for name, cls in RECORD_TYPES.items() if isinstance(record, cls))
+    row: dict[str, Any] = {"kind": kind}
+    for name in record_fields(kind)[1:]:
+        value = getattr(record, name)
+        row[name] = list(value) if isinstance(value, tuple) else value
+    return row
