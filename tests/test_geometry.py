@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -595,9 +596,14 @@ def test_geometry_study_reuses_one_collection_and_reports_every_number(tiny_mode
 
 
 def test_limit_probe_set_keeps_whole_translation_groups():
-    limited = limit_probe_set(_study_probe_set(), 2)
-    assert sorted({item.group for item in limited.parallel}) == ["par-0", "par-1"]
-    assert len(limited.parallel) == 6  # both groups in all three languages
+    probe = _study_probe_set()
+    moved = [
+        replace(item, split="eval") if item.group == "par-0" else item for item in probe.parallel
+    ]
+    limited = limit_probe_set(replace(probe, parallel=moved), 2)
+    kept = sorted({(item.split, item.group) for item in limited.parallel})
+    assert kept == [("eval", "par-0"), ("fit", "par-1"), ("fit", "par-2")]  # per split
+    assert len(limited.parallel) == 9  # each kept group in all three languages
     ids = sorted(item.id for item in limited.localization)
     assert ids == ["loc-0-ko", "loc-0-zh", "loc-1-ko", "loc-1-zh"]
     with pytest.raises(ValueError, match="limit must be >= 1"):

@@ -198,7 +198,7 @@ class GeometryStudy:
 
 
 def limit_probe_set(probe_set: ProbeSet, limit: int | None) -> ProbeSet:
-    """Keep the first ``limit`` parallel groups and localization items per language.
+    """Keep the first ``limit`` parallel groups and localization items per language and split.
 
     Parallel sentences are cut by group, so translations stay complete across languages.
     """
@@ -206,17 +206,24 @@ def limit_probe_set(probe_set: ProbeSet, limit: int | None) -> ProbeSet:
         return probe_set
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
-    groups = sorted({item.group for item in probe_set.parallel})[:limit]
-    kept_groups = set(groups)
-    by_lang: dict[str, int] = {}
+    groups_by_split: dict[str, list[str]] = {}
+    for item in probe_set.parallel:
+        groups_by_split.setdefault(item.split, []).append(item.group)
+    kept_groups = {
+        (split, group)
+        for split, groups in groups_by_split.items()
+        for group in sorted(set(groups))[:limit]
+    }
+    seen: dict[tuple[str, str], int] = {}
     localization = []
     for item in sorted(probe_set.localization, key=lambda item: item.id):
-        if by_lang.get(item.lang, 0) < limit:
+        key = (item.lang, item.split)
+        if seen.get(key, 0) < limit:
             localization.append(item)
-            by_lang[item.lang] = by_lang.get(item.lang, 0) + 1
+            seen[key] = seen.get(key, 0) + 1
     return replace(
         probe_set,
-        parallel=[item for item in probe_set.parallel if item.group in kept_groups],
+        parallel=[item for item in probe_set.parallel if (item.split, item.group) in kept_groups],
         localization=localization,
     )
 
