@@ -216,10 +216,10 @@ def limit_probe_set(probe_set: ProbeSet, limit: int | None) -> ProbeSet:
     }
     seen: dict[tuple[str, str], int] = {}
     localization = []
-    for item in sorted(probe_set.localization, key=lambda item: item.id):
-        key = (item.lang, item.split)
+    for question in sorted(probe_set.localization, key=lambda question: question.id):
+        key = (question.lang, question.split)
         if seen.get(key, 0) < limit:
-            localization.append(item)
+            localization.append(question)
             seen[key] = seen.get(key, 0) + 1
     return replace(
         probe_set,
