@@ -20,8 +20,7 @@ import torch
 
 from lens_steer import load_model
 from lens_steer._io import write_json_atomic
-from lens_steer.data.probe import load_probe_set
-from lens_steer.data.records import LOC_LANGUAGES
+from lens_steer.data import LOC_LANGUAGES, load_probe_set
 from lens_steer.figures import save_figure
 from lens_steer.figures.geometry import geometry_figures
 from lens_steer.geometry import geometry_study, limit_probe_set, measure_cost
