@@ -281,20 +281,21 @@ def test_load_detects_a_sidecar_of_other_tensors_and_missing_files(tmp_path: Pat
 
 @pytest.mark.slow
 def test_batched_equals_one_at_a_time_on_gemma(gemma):
-    """Measured: max |diff| 1.2e-2 at layer 17 where norms reach 3.6e4; 6e-7 of the norm.
+    """Measured: max |diff| 1.2e-2 at layer 17 where norms reach 3.6e4, i.e. 6e-7 of the norm.
 
     Float32 resolution at |x| = 3e4 is about 4e-3, so the issue's "max abs diff < 1e-4" holds
     on the residual expressed in units of its layer's mean norm (the units alpha uses), and in
     absolute terms at layer 0.
     """
+    prompts = [GEMMA_PROMPTS[i] for i in (0, 1, 2, 4, 6, 7)]  # 4 scripts, 5 to 15 tokens
     for position in ("last", "mean"):
         batched = collect_residuals(
-            gemma, GEMMA_PROMPTS, position=position, batch_size=8, show_progress=False
+            gemma, prompts, position=position, batch_size=6, show_progress=False
         )
         single = torch.cat(
             [
                 collect_residuals(gemma, [p], position=position, show_progress=False).acts
-                for p in GEMMA_PROMPTS
+                for p in prompts
             ]
         )
         _assert_relative_close(batched.acts, single, 1e-5)
