@@ -27,13 +27,14 @@ from transformer_lens import HookedTransformer  # noqa: E402
 from bench import collect, overhead, reference, scoring, sweep  # noqa: E402
 from bench._config import FULL, QUICK, Sizes  # noqa: E402
 from bench._timing import git_revision, library_versions, machine_info  # noqa: E402
-from bench.report import HEADLINE_KEYS, check_targets, to_markdown  # noqa: E402
+from bench.report import HEADLINE_KEYS, check_targets, doc_path, embed_in_doc, to_markdown  # noqa: E402
 from lens_steer._io import write_json_atomic, write_text_atomic  # noqa: E402
 from lens_steer.models import model_id  # noqa: E402
 
 BENCHMARKS = ("collect", "scoring", "sweep", "overhead", "reference")
 _NEEDS_HF = {"overhead", "reference"}
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench" / "results.json"
 
 
 def load_hf_model() -> tuple[Any, Any]:
@@ -116,7 +117,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, default=None, help="alternating rounds per comparison (default 3)"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT,
+        help="results JSON (a .md twin is written beside it); with the default, the table in "
+        "BENCHMARKS.md is updated too",
+    )  # fmt: skip
     parser.add_argument(
         "--no-rss", action="store_true", help="skip the per-side subprocess memory measurement"
     )
@@ -168,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     write_json_atomic(args.out, results)
     markdown = to_markdown(results)
     write_text_atomic(args.out.with_suffix(".md"), markdown)
+    doc = doc_path(ROOT)
+    if args.out.resolve() == DEFAULT_OUT and doc.is_file():
+        write_text_atomic(doc, embed_in_doc(doc.read_text(encoding="utf-8"), markdown))
     print(markdown)
     return results
 

@@ -34,6 +34,7 @@ from transformer_lens import HookedTransformer
 
 from bench._config import FULL, Sizes
 from bench._data import bench_probe_set, parallel_selection
+from bench._flops import FlopModel, collect_ceiling
 from bench._timing import alternate, peak_rss, speedup, tensor_bytes, timings_json
 from lens_steer.cache import collect_residuals
 from lens_steer.data.templates import parallel_prompt
@@ -162,6 +163,7 @@ def run(
         "hook": "blocks.{layer}.hook_resid_post",
         "data": source,
         "max_relative_diff": _max_relative_diff(ours_acts, naive_acts),
+        "flop_ceiling": collect_ceiling(FlopModel.from_model(model)),
         "held_bytes": held,
         "held_bytes_ratio": held["naive_peak"] / held["ours"],
     }

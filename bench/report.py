@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -33,6 +34,8 @@ TARGETS: tuple[Target, ...] = (
     Target("reference_cosine_min", ">=", 0.999, "EN vector: min cosine vs steering-vectors"),
 )
 HEADLINE_KEYS: tuple[str, ...] = tuple(target.key for target in TARGETS)
+DOC_START = "<!-- bench:results:start (written by python -m bench) -->"
+DOC_END = "<!-- bench:results:end -->"
 
 # Which benchmark produced each headline key, and which timing sides it compares.
 _SOURCES: dict[str, tuple[str, str, str]] = {
@@ -77,6 +80,15 @@ def _median(benchmarks: Mapping[str, Any], name: str, side: str) -> str:
         return ""
 
 
+def _ceiling(key: str, details: Mapping[str, Any] | None) -> str:
+    """The FLOP-model bound of a speed-up (1 for the overhead: adding two vectors is free)."""
+    if key == "steer_overhead":
+        return "1.00"
+    if details is None or not key.endswith("_speedup") or "flop_ceiling" not in details:
+        return ""
+    return f"{details['flop_ceiling']:.2f}"
+
+
 def _size(name: str, details: Mapping[str, Any]) -> str:
     if name == "collect":
         return f"{details['n_prompts']} prompts × {details['layers']} layers"
@@ -99,7 +111,7 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
 def to_markdown(results: Mapping[str, Any]) -> str:
     """The headline table, the machine, and the per-benchmark details that explain it."""
     benchmarks = results.get("benchmarks", {})
-    rows = [["metric", "value", "target", "met", "baseline s", "ours s", "size"]]
+    rows = [["metric", "value", "target", "met", "FLOP ceiling", "baseline s", "ours s", "size"]]
     for check in check_targets(results):
         name, base, ours = _SOURCES[check["key"]]
         details = benchmarks.get(name)
@@ -110,6 +122,7 @@ def to_markdown(results: Mapping[str, Any]) -> str:
                 _number(check["value"]),
                 check["target"],
                 met,
+                _ceiling(check["key"], details),
                 _median(benchmarks, name, base) if base else "",
                 _median(benchmarks, name, ours) if ours else "",
                 _size(name, details) if details else "",
@@ -185,3 +198,20 @@ def _details_markdown(benchmarks: Mapping[str, Any]) -> list[str]:
             f"{max(reference['relative_l2_diff_by_layer']):.1e}.",
         ]
     return lines
+
+
+def embed_in_doc(doc: str, markdown: str) -> str:
+    """``doc`` with the text between its results markers replaced by ``markdown``.
+
+    Raises:
+        ValueError: when the markers are missing or out of order.
+    """
+    start, end = doc.find(DOC_START), doc.find(DOC_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the document lacks the markers {DOC_START!r} ... {DOC_END!r}")
+    return doc[: start + len(DOC_START)] + "\n" + markdown.rstrip("\n") + "\n" + doc[end:]
+
+
+def doc_path(root: Path) -> Path:
+    """Where the benchmarks' table is embedded: ``BENCHMARKS.md`` at the repository root."""
+    return root / "BENCHMARKS.md"

@@ -17,6 +17,7 @@ from transformer_lens import HookedTransformer
 
 from bench._config import FULL, Sizes
 from bench._data import bench_probe_set, plane_selection
+from bench._flops import FlopModel, scoring_ceiling, sweep_ceiling
 from bench._timing import Timed, alternate, speedup, timings_json
 from lens_steer.evaluate.items import PlaneItems
 from lens_steer.evaluate.scoring import (
@@ -80,15 +81,24 @@ def logprob_comparison(
     diff: float,
     *,
     batch_size: int,
+    start_layers: Sequence[int | None] | None = None,
 ) -> dict[str, Any]:
-    """The result of a naive-vs-ours log-prob comparison: speed-up, difference, sizes, times."""
+    """The result of a naive-vs-ours log-prob comparison: speed-up, difference, sizes, times.
+
+    ``start_layers`` (one per steering, ``None`` for the unsteered model) makes the FLOP
+    ceiling that of a sweep; without it, that of plain scoring.
+    """
     batches = prepare_batches(model, requests, batch_size=batch_size)
+    flops = FlopModel.from_model(model)
     sizes = {
         "n_sequences": sum(len(batch.rows) for batch in batches),
         "n_batches": len(batches),
         "max_tokens": max(batch.tokens.tokens.shape[1] for batch in batches),
         "batch_size": batch_size,
         "max_abs_diff": diff,
+        "flop_ceiling": scoring_ceiling(flops, batches)
+        if start_layers is None
+        else sweep_ceiling(flops, batches, start_layers),
     }
     return {
         "speedup": speedup(timed["naive"], timed["ours"]),

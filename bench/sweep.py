@@ -151,7 +151,10 @@ def run(model: HookedTransformer, sizes: Sizes = FULL, *, repeats: int = 3) -> d
     naive = timed["naive"].last
     diff = max(max_abs_diff(naive[key], engine.last[key]) for key in steerings)
     mismatches = score_mismatches(timed["ours"].last, items, naive)
-    out = logprob_comparison(model, items.requests, timed, diff, batch_size=batch_size)
+    start_layers = [None if s is None else s.terms[0].layer for s in steerings.values()]
+    out = logprob_comparison(
+        model, items.requests, timed, diff, batch_size=batch_size, start_layers=start_layers
+    )
     out["details"] |= {
         "engine_fast_once": engine.to_json(),
         "lang": sizes.lang,

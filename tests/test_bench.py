@@ -21,10 +21,23 @@ from bench.__main__ import _parse, run_benchmarks  # noqa: E402
 from bench._config import QUICK, Sizes  # noqa: E402
 from bench._data import bench_probe_set, common_groups, parallel_selection  # noqa: E402
 from bench._fallback import fallback_probe_set  # noqa: E402
+from bench._flops import FlopModel, collect_ceiling, scoring_ceiling, sweep_ceiling  # noqa: E402
 from bench._timing import Timed, alternate, peak_rss, speedup, tensor_bytes  # noqa: E402
-from bench.report import HEADLINE_KEYS, TARGETS, check_targets, to_markdown  # noqa: E402
+from bench.report import (  # noqa: E402
+    DOC_END,
+    DOC_START,
+    HEADLINE_KEYS,
+    TARGETS,
+    check_targets,
+    embed_in_doc,
+    to_markdown,
+)
 from lens_steer.data.records import ParallelItem, ProbeSet  # noqa: E402
-from lens_steer.evaluate.scoring import ScoringRequest, score_options  # noqa: E402
+from lens_steer.evaluate.scoring import (  # noqa: E402
+    ScoringRequest,
+    prepare_batches,
+    score_options,
+)
 from lens_steer.tokens import encode  # noqa: E402
 
 TINY = Sizes(
@@ -125,6 +138,26 @@ def test_peak_rss_sees_a_large_allocation_made_inside_the_call():
     assert rss.delta_mib >= 200
 
 
+def test_flop_model_counts_block_and_unembedding_weights_by_hand(tiny_model):
+    flops = FlopModel.from_model(tiny_model)
+    # W_Q, W_K, W_V, W_O: 4 x (32 x 32); gated MLP: 3 x (32 x 64); 2 FLOPs per weight.
+    assert flops.block == 2 * (4 * 32 * 32 + 3 * 32 * 64)
+    assert flops.unembed == 2 * 32 * tiny_model.cfg.d_vocab
+    assert collect_ceiling(flops) == pytest.approx(1 + flops.unembed / (4 * flops.block))
+
+
+def test_scoring_and_sweep_ceilings_follow_the_flop_model_by_hand(tiny_model):
+    requests = [ScoringRequest("Water boils at", (" one hundred", " ten"))]
+    (batch,) = prepare_batches(tiny_model, requests, batch_size=2)
+    flops = FlopModel(n_layers=4, block=10.0, unembed=100.0)
+    tokens, picked = batch.tokens.tokens.numel(), len(batch.score_row)
+    full = tokens * (4 * 10.0 + 100.0)
+    assert scoring_ceiling(flops, [batch]) == pytest.approx(full / (tokens * 40.0 + picked * 100))
+    # unsteered + steering at layer 1 (blocks 2, 3 rerun) + at layer 3 (nothing rerun)
+    ours = tokens * 40.0 + 3 * picked * 100.0 + tokens * 2 * 10.0
+    assert sweep_ceiling(flops, [batch], [None, 1, 3]) == pytest.approx(3 * full / ours)
+
+
 # --------------------------------------------------------------------------------------------
 # Targets and the report.
 # --------------------------------------------------------------------------------------------
@@ -145,6 +178,16 @@ def test_targets_compare_in_the_right_direction_and_skip_missing_values():
         "reference_cosine_min": True,
     }
     assert [t.key for t in TARGETS] == list(HEADLINE_KEYS)
+
+
+def test_embed_in_doc_replaces_only_the_text_between_the_markers():
+    doc = f"# Title\n{DOC_START}\nold table\n{DOC_END}\nHow to rerun.\n"
+    assert (
+        embed_in_doc(doc, "| new |\n")
+        == f"# Title\n{DOC_START}\n| new |\n{DOC_END}\nHow to rerun.\n"
+    )
+    with pytest.raises(ValueError, match="markers"):
+        embed_in_doc("# no markers\n", "| new |")
 
 
 # --------------------------------------------------------------------------------------------
