@@ -65,9 +65,15 @@ class ImplicitRules:
     phrase: str
     rules: tuple[tuple[str, Replacement], ...]
     forbidden: tuple[str, ...]
+    blocked: tuple[str, ...] = ()  # forms the rules would rewrite wrongly ("bahasa Indonesia")
 
     def derive(self, question: str) -> str:
         """The implicit question, or ``DerivationError`` with the reason it cannot be made."""
+        for pattern in self.blocked:
+            if re.search(pattern, question):
+                raise DerivationError(
+                    f"a country form the rules do not rewrite remains ({pattern})"
+                )
         implicit = question
         for pattern, replacement in self.rules:
             implicit = re.sub(pattern, replacement, implicit)
@@ -128,6 +134,8 @@ def _latin(
     return (*extra, *((pattern(name), replace) for name in names))
 
 
+_ES_PREPOSITIONS = "[Ee]n|[Dd]e|a|[Pp]ara|[Pp]or|[Dd]esde|[Hh]acia|[Ss]obre|[Ee]ntre"
+
 # The rule sets, by BLEnD file stem. Regions use "our region"-type phrases: replacing Assam,
 # West Java or Northern Nigeria by "our country" would name a different place (India, Indonesia,
 # Nigeria).
@@ -143,15 +151,17 @@ RULES: dict[str, ImplicitRules] = {
         (("中国人", "我国人民"), ("中国", "我国")),
         ("中国", "中华", "中餐", "中式"),
     ),
+    # Spanish and Arabic: only after a preposition. As a subject the country's gender would
+    # have to agree with "país"/"بلد" (España es conocida -> *nuestro país es conocida).
     "Spain": ImplicitRules(
         "nuestro país",
-        _latin(("España",), "nuestro país"),
+        ((rf"\b({_ES_PREPOSITIONS}) España\b", r"\1 nuestro país"),),
         (r"\bEspaña\b", r"(?i)\bespañol", r"(?i)\bhispan"),
     ),
     "Mexico": ImplicitRules(
         "nuestro país",
-        _latin(("México", "Mexico"), "nuestro país"),
-        (r"(?i)\bm[eé]xic", r"(?i)\bmexican"),
+        ((rf"\b({_ES_PREPOSITIONS}) M[eé]xico\b", r"\1 nuestro país"),),
+        (r"(?i)\bm[eé]xic",),
     ),
     "Indonesia": ImplicitRules(
         "negara kita",
@@ -164,6 +174,7 @@ RULES: dict[str, ImplicitRules] = {
             ),
         ),
         (r"(?i)\bindonesia",),
+        blocked=(r"(?i)\bbahasa Indonesia\b",),
     ),
     "West_Java": ImplicitRules(
         "daérah urang",
@@ -193,7 +204,7 @@ RULES: dict[str, ImplicitRules] = {
         "بلدنا",
         (
             (r"(?<![\w])بالجزائر(?![\w])", "ببلدنا"),
-            (r"(?<![\w])الجزائر(?![\w])", "بلدنا"),
+            (r"(?<![\w])(في|من|إلى|عن|على) الجزائر(?![\w])", r"\1 بلدنا"),
         ),
         ("الجزائر", "جزائري", "جزائر"),
     ),
