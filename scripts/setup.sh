@@ -23,6 +23,13 @@ if ! "$VENV/bin/python" -c "import lens_steer, pytest, hypothesis, nbclient, myp
     touch "$VENV/.lens_steer_installed"
 fi
 
+# The benchmark's independent reference. steering-vectors pins transformers<5, which
+# transformer-lens 3.9 cannot use; it is pure Python and works with transformers 5, so it is
+# installed without its pins (only bench/ imports it).
+if ! "$VENV/bin/python" -c "import steering_vectors" 2>/dev/null; then
+    "${PIP[@]}" install --no-deps "steering-vectors==0.12.2"
+fi
+
 # Static figure export (kaleido >= 1) drives a Chromium; Debian's package provides one.
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

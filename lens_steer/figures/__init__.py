@@ -1,5 +1,21 @@
-"""Plotly figures of the study; each saves HTML (offline) and PNG."""
+"""Plotly figures of the study; each saves HTML (offline, plotly.js embedded) and PNG."""
 
 from lens_steer.figures._export import save_figure
+from lens_steer.figures.geometry import (
+    geometry_figures,
+    mixing_figure,
+    pca_figure,
+    perpendicularity_figure,
+)
+from lens_steer.figures.steering import plane_figure, save_steering_figures, sweep_figure
 
-__all__ = ["save_figure"]
+__all__ = [
+    "geometry_figures",
+    "mixing_figure",
+    "pca_figure",
+    "perpendicularity_figure",
+    "plane_figure",
+    "save_figure",
+    "save_steering_figures",
+    "sweep_figure",
+]
