@@ -135,6 +135,22 @@ def _score(
     return Score(value, low, high, len(per_item), metric, full)
 
 
+def _strict_wins(
+    option_scores: Sequence[OptionScores], answers: Sequence[int], normalize: bool
+) -> np.ndarray:
+    """1.0 where the given option scores strictly above every other option, else 0.0."""
+    if len(option_scores) != len(answers):
+        raise ValueError(f"{len(option_scores)} scored items but {len(answers)} answers")
+    wins = []
+    for scores, answer in zip(option_scores, answers, strict=True):
+        values = scores.values(normalize)
+        if not 0 <= answer < len(values):
+            raise ValueError(f"{scores.id}: answer index {answer} outside {len(values)} options")
+        others = np.delete(values, answer)
+        wins.append(float(others.size == 0 or values[answer] > others.max()))
+    return np.asarray(wins)
+
+
 def transfer_accuracy(
     option_scores: Sequence[OptionScores],
     answers: Sequence[int],
@@ -151,19 +167,9 @@ def transfer_accuracy(
         >>> transfer_accuracy([OptionScores("q", (-1.0, -2.0), (1, 1))], [0]).value
         1.0
     """
-    if len(option_scores) != len(answers):
-        raise ValueError(f"{len(option_scores)} scored items but {len(answers)} answers")
-    correct = []
-    for scores, answer in zip(option_scores, answers, strict=True):
-        values = scores.values(normalize)
-        if not 0 <= answer < len(values):
-            raise ValueError(f"{scores.id}: answer index {answer} outside {len(values)} options")
-        others = np.delete(values, answer)
-        correct.append(float(others.size == 0 or values[answer] > others.max()))
+    correct = _strict_wins(option_scores, answers, normalize)
     extra = {"normalize": normalize, **(settings or {})}
-    return _score(
-        np.asarray(correct), _mean, "transfer_accuracy", extra, n_bootstrap, seed, confidence
-    )
+    return _score(correct, _mean, "transfer_accuracy", extra, n_bootstrap, seed, confidence)
 
 
 def localization_share(
@@ -181,18 +187,14 @@ def localization_share(
         >>> localization_share([OptionScores("q", (-1.0, -2.0), (1, 1))]).value
         1.0
     """
-    localized = []
     for scores in option_scores:
-        values = scores.values(normalize)
-        if len(values) != 2:
+        if len(scores.logprobs) != 2:
             raise ValueError(
-                f"{scores.id}: localization needs (local, us) options, got {len(values)}"
+                f"{scores.id}: localization needs (local, us) options, got {len(scores.logprobs)}"
             )
-        localized.append(float(values[0] > values[1]))
+    localized = _strict_wins(option_scores, [0] * len(option_scores), normalize)
     extra = {"normalize": normalize, **(settings or {})}
-    return _score(
-        np.asarray(localized), _mean, "localization_share", extra, n_bootstrap, seed, confidence
-    )
+    return _score(localized, _mean, "localization_share", extra, n_bootstrap, seed, confidence)
 
 
 def gap_closure_from_logprobs(
