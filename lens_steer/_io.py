@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def _atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+def _atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -38,6 +38,7 @@ def run_demo(model: HookedTransformer) -> list[dict[str, object]]:
         tokens = torch.tensor([encode(model, prompt)], device=model.cfg.device)
         with torch.no_grad():
             last = model(tokens)[0, -1].float().softmax(-1)
+        assert model.tokenizer is not None
         top = [model.tokenizer.decode([int(i)]) for i in last.topk(5).indices]
         rows.append(
             {

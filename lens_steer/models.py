@@ -106,7 +106,7 @@ def _convert_gguf_to_hf_folder(gguf_path: Path, target: Path, source_sha256: str
         )
         # The dequantized weights are plain float tensors; drop the GGUF quantizer so that
         # save_pretrained writes an ordinary safetensors checkpoint.
-        hf_model.hf_quantizer = None
+        hf_model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(hf_model.config, "quantization_config"):
             del hf_model.config.quantization_config
         hf_model.save_pretrained(staging)

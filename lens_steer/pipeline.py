@@ -234,17 +234,24 @@ class Study:
         localization = {
             form: self._residuals(f"localization_{form}") for form in ("explicit", "implicit")
         }
-        common = {"split": "fit", "n_bootstrap": self.settings.vector_bootstrap}
+        n_bootstrap = self.settings.vector_bootstrap
         en = en_vectors(
-            None, self.probe, langs, parallel=parallel, seed=self.settings.seed, **common
+            None,
+            self.probe,
+            langs,
+            parallel=parallel,
+            split="fit",
+            n_bootstrap=n_bootstrap,
+            seed=self.settings.seed,
         )
         loc = loc_vectors(
             None,
             self.probe,
             langs,
             localization=localization,
+            split="fit",
+            n_bootstrap=n_bootstrap,
             seed=self.settings.seed + 1,
-            **common,
         )
         folder = self.dir("vectors")
         for kind, vectors in (("en", en), ("loc", loc)):

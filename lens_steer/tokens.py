@@ -117,7 +117,7 @@ def tokenize_batch(
         raise ValueError(f"Empty text at position(s) {empty}")
     sequences = [encode(model, text, prepend_bos=prepend_bos) for text in texts]
     batch = pad_sequences(sequences, pad_token_id=pad_id(model), padding_side=padding_side)
-    return batch.to(model.cfg.device)
+    return batch.to(model.cfg.device or "cpu")
 
 
 def str_tokens(model: HookedTransformer, text: str) -> list[str]:
