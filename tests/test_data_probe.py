@@ -361,8 +361,10 @@ def test_data_card_counts_match_the_files():
 # 262k-token unembedding is most of the cost); the option score is the summed log-probability
 # of its tokens. Floors are the values measured on the eval split minus 0.1 (see DATA_CARD.md).
 
-LOCALIZATION_FLOORS = {"ko": 0.0, "zh": 0.0, "es": 0.0, "id": 0.0, "el": 0.0, "fa": 0.0}
-TRANSFER_FLOORS = {"en": 0.0, "ko": 0.0, "zh": 0.0, "es": 0.0, "id": 0.0, "el": 0.0, "fa": 0.0}
+# Measured on the eval split (probe set 1.0): localization ko 1.000 zh 0.538 es 0.750 id 0.846
+# el 0.769 fa 0.769; transfer en 0.583 ko 0.278 zh 0.333 es 0.417 id 0.417 el 0.222 fa 0.306.
+LOCALIZATION_FLOORS = {"ko": 0.9, "zh": 0.4, "es": 0.65, "id": 0.7, "el": 0.65, "fa": 0.65}
+TRANSFER_FLOORS = {"en": 0.45, "ko": 0.15, "zh": 0.2, "es": 0.3, "id": 0.3, "el": 0.1, "fa": 0.2}
 
 
 def continuation_logprobs(model, pairs: list[tuple[str, str]], batch_size: int = 48) -> list[float]:
@@ -382,18 +384,26 @@ def continuation_logprobs(model, pairs: list[tuple[str, str]], batch_size: int =
         batch = pad_sequences(
             [sequences[i] for i in rows], pad_token_id=pad_id(model), padding_side="right"
         )
+        # (batch row, position predicting the token, target token, sequence) of every scored token
+        picks = [
+            (row, prompt_len - 1 + k, sequences[index][prompt_len + k], index)
+            for row, index in enumerate(rows)
+            for prompt_len, cont_len in [spans[index]]
+            for k in range(cont_len)
+        ]
+        batch_rows, positions, targets, owners = (
+            list(column) for column in zip(*picks, strict=True)
+        )
         with torch.inference_mode():
-            resid = model(
-                batch.tokens, attention_mask=batch.attention_mask, stop_at_layer=model.cfg.n_layers
-            )
-            for row, index in enumerate(rows):
-                prompt_len, cont_len = spans[index]
-                hidden = model.ln_final(
-                    resid[row : row + 1, prompt_len - 1 : prompt_len + cont_len - 1]
-                )[0]
-                logprobs = (hidden @ model.W_U + model.b_U).log_softmax(-1)
-                targets = torch.tensor(sequences[index][prompt_len:])
-                scores[index] = logprobs[torch.arange(cont_len), targets].sum().item()
+            # Right padding: causal attention never looks right, so the scored positions need no
+            # attention mask (and TransformerLens' masked path is about twice as slow on CPU).
+            resid = model(batch.tokens, stop_at_layer=model.cfg.n_layers)
+            scored = resid[torch.tensor(batch_rows), torch.tensor(positions)]
+            hidden = model.ln_final(scored[None])[0]
+            logprobs = (hidden @ model.W_U + model.b_U).log_softmax(-1)
+            picked = logprobs[torch.arange(len(targets)), torch.tensor(targets)]
+        for value, index in zip(picked.tolist(), owners, strict=True):
+            scores[index] += value
     return scores
 
 
@@ -412,6 +422,19 @@ def test_continuation_scorer_matches_a_full_forward(gemma):
     assert continuation_logprobs(gemma, [(prompt, continuation)])[0] == pytest.approx(
         reference, abs=1e-3
     )
+
+
+@pytest.mark.slow
+def test_continuation_scorer_is_the_same_batched_and_one_at_a_time(gemma):
+    pairs = [
+        ("우리나라의 수도는", " 서울"),
+        ("Question: What is the capital of France?\nAnswer:", " Paris"),
+        ("我们国家的货币是", "人民币"),
+        ("واحد پول کشور ما", " ریال"),
+    ]
+    batched = continuation_logprobs(gemma, pairs)
+    alone = [continuation_logprobs(gemma, [pair])[0] for pair in pairs]
+    assert batched == pytest.approx(alone, abs=1e-3)
 
 
 @pytest.mark.slow
