@@ -260,6 +260,7 @@ def test_question_csv_without_an_id_or_a_column_is_named(blend_root, tmp_path):
         ),
         ("South_Korea", "대한민국과 가장 가까운 나라는?", "우리나라와 가장 가까운 나라는?"),
         ("South_Korea", "대한민국으로 여행 오는 사람은?", "우리나라로 여행 오는 사람은?"),
+        ("South_Korea", "김치의 나라는 대한민국이다.", "김치의 나라는 우리나라이다."),
         (
             "Mexico",
             "¿Qué desayunan los niños en México?",

@@ -20,6 +20,10 @@ Replacement = str | Callable[[re.Match[str]], str]
 _HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
 # Korean particles that change after a vowel-final noun (우리나라) versus a consonant-final one.
 _KO_CONSONANT_TO_VOWEL = (
+    ("이다", "이다"),  # the copula may stay after a vowel
+    ("이며", "이며"),
+    ("이고", "이고"),
+    ("이에요", "예요"),
     ("으로", "로"),
     ("이나", "나"),
     ("이랑", "랑"),
