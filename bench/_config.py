@@ -29,7 +29,7 @@ class Sizes:
 
     langs: tuple[str, ...] = PROBE_LANGUAGES
     parallel_split: Split | None = "fit"
-    parallel_per_lang: int | None = None
+    parallel_per_lang: int | None = 32
     batch_size: int = 16
     lang: str = "ko"
     scoring_transfer: int = 8
@@ -39,7 +39,7 @@ class Sizes:
     sweep_layer_stride: int = 1
     alphas: tuple[float, ...] = (0.25, 0.5, 1.0)
     overhead_prompts: int = 16
-    overhead_min_repeats: int = 5
+    overhead_min_repeats: int = 9
     reference_pairs: int = 32
 
     def to_json(self) -> dict[str, Any]:

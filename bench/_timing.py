@@ -89,16 +89,42 @@ def alternate(
     return {name: Timed(tuple(seconds[name]), last[name]) for name in names}
 
 
-def timings_json(timed: Mapping[str, Timed]) -> dict[str, Any]:
-    """``{side: its times and median}`` for the results file."""
-    return {name: timing.to_json() for name, timing in timed.items()}
+def timings_json(
+    timed: Mapping[str, Timed], ratio: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """``{side: its times and median}``, plus ``"ratios"`` of ``ratio = (baseline, ours)``."""
+    out: dict[str, Any] = {name: timing.to_json() for name, timing in timed.items()}
+    if ratio is not None:
+        out["ratios"] = ratios_json(timed[ratio[0]], timed[ratio[1]])
+    return out
+
+
+def paired_ratios(baseline: Timed, ours: Timed) -> list[float]:
+    """``baseline / ours`` of each round: the two calls of a round ran back to back."""
+    if len(baseline.seconds) != len(ours.seconds):
+        raise ValueError("paired_ratios: the sides ran a different number of rounds")
+    if min(ours.seconds) <= 0:
+        raise ValueError("paired_ratios: the measured side took no time")
+    return [b / o for b, o in zip(baseline.seconds, ours.seconds, strict=True)]
 
 
 def speedup(baseline: Timed, ours: Timed) -> float:
-    """``baseline`` median over ``ours`` median: above 1 means ours is faster."""
-    if ours.median <= 0:
-        raise ValueError("speedup: the measured side took no time")
-    return baseline.median / ours.median
+    """Median over rounds of ``baseline / ours``: above 1 means ours is faster.
+
+    Each round runs both sides back to back, so a slow minute of a shared machine slows both
+    calls of the round and largely cancels in its ratio; a ratio of medians would mix calls from
+    different minutes.
+    """
+    return float(statistics.median(paired_ratios(baseline, ours)))
+
+
+def ratios_json(baseline: Timed, ours: Timed) -> dict[str, Any]:
+    """Both ways of forming the ratio, for the results file."""
+    return {
+        "median_of_paired_ratios": speedup(baseline, ours),
+        "ratio_of_medians": baseline.median / ours.median,
+        "paired_ratios": paired_ratios(baseline, ours),
+    }
 
 
 def time_once(fn: Callable[[], Any], *, clock: Clock = time.perf_counter) -> Timed:

@@ -153,7 +153,7 @@ def run(
         "naive_all_batches": all_held,
         "ours": tensor_bytes(ours_acts),
     }
-    details: dict[str, Any] = timings_json(timed) | {
+    details: dict[str, Any] = timings_json(timed, ("naive", "ours")) | {
         "n_prompts": len(prompts),
         "langs": sorted(set(langs)),
         "split": sizes.parallel_split or "all",

@@ -20,7 +20,7 @@ from transformer_lens import HookedTransformer
 
 from bench._config import FULL, Sizes
 from bench._data import bench_probe_set, parallel_selection
-from bench._timing import alternate, timings_json
+from bench._timing import alternate, speedup, timings_json
 from lens_steer.data.templates import parallel_prompt
 from lens_steer.steering import Steering, apply_steering, surgical_steering
 from lens_steer.tokens import TokenBatch, tokenize_batch
@@ -60,7 +60,7 @@ def run(
     """Time the sides (alternating) and check the steering changes the logits and is removed.
 
     Returns:
-        ``{"overhead", "details"}`` with ``overhead`` = steered median / hooked median.
+        ``{"overhead", "details"}``; ``overhead`` is the median over rounds of steered / hooked.
     """
     batch, source = bench_batch(model, sizes)
     steering = bench_steering(model)
@@ -86,7 +86,7 @@ def run(
     rounds = max(repeats, sizes.overhead_min_repeats)
     timed = alternate(sides, rounds)
     plain_last = timed["hooked"].last[:, -1]
-    details: dict[str, Any] = timings_json(timed) | {
+    details: dict[str, Any] = timings_json(timed, ("steered", "hooked")) | {
         "batch": list(tokens.shape),
         "steering": steering.to_json() | {"vectors": f"random unit vectors, seed {SEED}"},
         "steered_max_logit_change": float((timed["steered"].last[:, -1] - plain_last).abs().max()),
@@ -97,6 +97,6 @@ def run(
         details["hf_vs_hooked_max_abs_logit_diff_last_token"] = float(
             (timed["hf"].last[:, -1].float() - plain_last).abs().max()
         )
-        details["hooked_over_hf"] = timed["hooked"].median / timed["hf"].median
-        details["steered_over_hf"] = timed["steered"].median / timed["hf"].median
-    return {"overhead": timed["steered"].median / timed["hooked"].median, "details": details}
+        details["hooked_over_hf"] = speedup(timed["hooked"], timed["hf"])
+        details["steered_over_hf"] = speedup(timed["steered"], timed["hf"])
+    return {"overhead": speedup(timed["steered"], timed["hooked"]), "details": details}

@@ -150,7 +150,7 @@ def run(
     bos = tokenizer(pairs[0][0])["input_ids"][0] == tokenizer.bos_token_id
     return {
         "cosine_min": min(cos),
-        "details": timings_json(timed)
+        "details": timings_json(timed, ("reference", "lens_steer"))
         | {
             "library": library,
             "lang": sizes.lang,

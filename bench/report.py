@@ -132,7 +132,9 @@ def to_markdown(results: Mapping[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items() if v)
     lines = [
         f"Mode: {'quick' if settings.get('quick') else 'full'}, {settings.get('repeats')} "
-        f"alternating repeats (medians), model {settings.get('model_id')} "
+        "alternating rounds; a ratio is the median over rounds of the two sides' per-round "
+        "ratio, the seconds are each side's median. "
+        f"Model {settings.get('model_id')} "
         f"({settings.get('dtype')}, {settings.get('device')}), git {settings.get('git')}, "
         f"{settings.get('started_at')}, {settings.get('wall_s', 0):.0f} s in all.",
         "",

@@ -22,7 +22,15 @@ from bench._config import QUICK, Sizes  # noqa: E402
 from bench._data import bench_probe_set, common_groups, parallel_selection  # noqa: E402
 from bench._fallback import fallback_probe_set  # noqa: E402
 from bench._flops import FlopModel, collect_ceiling, scoring_ceiling, sweep_ceiling  # noqa: E402
-from bench._timing import Timed, alternate, peak_rss, speedup, tensor_bytes  # noqa: E402
+from bench._timing import (  # noqa: E402
+    Timed,
+    alternate,
+    paired_ratios,
+    peak_rss,
+    ratios_json,
+    speedup,
+    tensor_bytes,
+)
 from bench.report import (  # noqa: E402
     DOC_END,
     DOC_START,
@@ -98,11 +106,16 @@ def test_alternate_flips_the_order_every_round_and_keeps_each_sides_times():
     assert timed["ours"].last == "ours"
 
 
-def test_speedup_is_the_ratio_of_medians_baseline_over_ours():
-    assert speedup(Timed((5.0, 9.0, 4.0)), Timed((1.0, 3.0, 2.0))) == pytest.approx(2.5)
-    assert speedup(Timed((1.0, 2.0)), Timed((4.0, 4.0))) == pytest.approx(1.5 / 4.0)
+def test_speedup_is_the_median_of_per_round_ratios_baseline_over_ours():
+    naive, ours = Timed((5.0, 9.0, 4.0)), Timed((1.0, 3.0, 2.0))
+    assert paired_ratios(naive, ours) == [5.0, 3.0, 2.0]
+    assert speedup(naive, ours) == pytest.approx(3.0)
+    assert ratios_json(naive, ours)["ratio_of_medians"] == pytest.approx(5.0 / 2.0)
+    assert speedup(Timed((1.0, 2.0)), Timed((4.0, 4.0))) == pytest.approx((0.25 + 0.5) / 2)
     with pytest.raises(ValueError, match="no time"):
         speedup(Timed((1.0,)), Timed((0.0,)))
+    with pytest.raises(ValueError, match="different number"):
+        speedup(Timed((1.0, 2.0)), Timed((1.0,)))
 
 
 def test_timed_json_has_median_min_max_and_repeats():
