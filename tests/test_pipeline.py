@@ -143,7 +143,7 @@ def test_second_run_skips_every_step(quick_run, capsys):
 @pytest.mark.slow
 def test_different_settings_are_refused_and_nothing_changes(quick_run, capsys):
     before = (quick_run / "config.json").read_text()
-    argv = ["run", "--out", str(quick_run), *QUICK[:-2], "--seed", "7", "--quiet"]
+    argv = ["run", "--out", str(quick_run), *QUICK[:-1], "--seed", "7", "--quiet"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "different settings" in err and "seed" in err and "--force" in err
