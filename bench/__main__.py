@@ -3,7 +3,7 @@
 Examples:
     .venv/bin/python -m bench                      # everything, 3 alternating repeats
     .venv/bin/python -m bench --quick              # small smoke run (~1-2 min)
-    .venv/bin/python -m bench --only sweep --repeats 2 --out /tmp/sweep.json
+    .venv/bin/python -m bench --only sweep --repeats 2 --out sweep-only.json
 """
 
 from __future__ import annotations
