@@ -22,7 +22,7 @@ from lens_steer._io import read_json, write_json_atomic
 from lens_steer.cache import ResidualSet
 from lens_steer.data import load_probe_set
 from lens_steer.data.records import ENGLISH, LOC_LANGUAGES, ProbeSet
-from lens_steer.models import DEFAULT_MODEL, load_model, model_id
+from lens_steer.models import DEFAULT_MODEL, load_model
 from lens_steer.runs import RunFolder, open_run_folder
 
 STEPS: tuple[str, ...] = (
@@ -188,9 +188,6 @@ class Study:
         path = self.run.step_dir(step)
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-    def n_layers(self) -> int:
-        return int(self._residuals("parallel").acts.shape[1])
 
     def _residuals(self, name: str) -> ResidualSet:
         return ResidualSet.load(self.run.step_dir("collect") / name)
@@ -560,7 +557,3 @@ def run_study(
         else:
             log(f"[lens-steer] {step}: already done, skipped")
     return study
-
-
-def model_label(study: Study) -> str:
-    return model_id(study.model) if study._model is not None else study.settings.model
