@@ -28,7 +28,7 @@ from bench import collect, overhead, reference, scoring, sweep  # noqa: E402
 from bench._config import FULL, QUICK, Sizes  # noqa: E402
 from bench._timing import git_revision, library_versions, machine_info  # noqa: E402
 from bench.report import HEADLINE_KEYS, check_targets, doc_path, embed_in_doc, to_markdown  # noqa: E402
-from lens_steer._io import write_json_atomic, write_text_atomic  # noqa: E402
+from lens_steer._io import read_json, write_json_atomic, write_text_atomic  # noqa: E402
 from lens_steer.models import model_id  # noqa: E402
 
 BENCHMARKS = ("collect", "scoring", "sweep", "overhead", "reference")
@@ -81,6 +81,8 @@ def run_benchmarks(
     details: dict[str, Any] = {}
     for name in names:
         log(f"[bench] {name} ...", flush=True)
+        measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
         start = time.perf_counter()
         if name == "collect":
             out = collect.run(model, sizes, repeats=repeats, measure_rss=measure_rss)
@@ -100,11 +102,44 @@ def run_benchmarks(
         else:
             out = reference.run(model, hf_model, tokenizer, sizes, repeats=repeats)
             results["reference_cosine_min"] = out["cosine_min"]
-        details[name] = out["details"] | {"wall_s": time.perf_counter() - start}
+        details[name] = out["details"] | {
+            "wall_s": time.perf_counter() - start,
+            "measured_at": measured_at,
+            "load_average_at_start": load,
+            "torch_threads": torch.get_num_threads(),
+        }
         log(f"[bench] {name} done in {details[name]['wall_s']:.0f} s", flush=True)
     results["targets"] = check_targets(results)
     results["benchmarks"] = details
     return results
+
+
+def merge_results(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` plus the benchmarks of ``previous`` that ``new`` did not run, targets recomputed.
+
+    Each benchmark keeps its own ``measured_at``, load average and threads; the settings list
+    which benchmarks came from the earlier run.
+    """
+    earlier = {
+        "measured_at": previous.get("settings", {}).get("started_at"),
+        "load_average_at_start": previous.get("machine", {}).get("load_average_at_start"),
+        "torch_threads": previous.get("machine", {}).get("torch_threads"),
+    }
+    kept = {
+        name: earlier | details
+        for name, details in previous.get("benchmarks", {}).items()
+        if name not in new["benchmarks"]
+    }
+    merged = dict(new)
+    for key in HEADLINE_KEYS:
+        if merged.get(key) is None:
+            merged[key] = previous.get(key)
+    merged["benchmarks"] = kept | new["benchmarks"]
+    merged["targets"] = check_targets(merged)
+    merged["settings"] = new["settings"] | {
+        "merged": {"benchmarks": sorted(kept), "from_run": previous.get("settings", {})}
+    }
+    return merged
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -125,6 +160,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-rss", action="store_true", help="skip the per-side subprocess memory measurement"
     )
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="keep the benchmarks of an existing --out file that this run does not redo",
+    )  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
@@ -170,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "wall_s": time.perf_counter() - start,
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
+    if args.merge and args.out.is_file():
+        results = merge_results(read_json(args.out), results)
     write_json_atomic(args.out, results)
     markdown = to_markdown(results)
     write_text_atomic(args.out.with_suffix(".md"), markdown)

@@ -1,8 +1,9 @@
 """Timing and memory probes shared by the benchmarks: alternating repeats, medians, ratios.
 
 Both sides of a comparison run in the same process, one after the other, several rounds; the
-order flips every round (A B, B A, A B, ...) so that a slow drift of the machine (another job
-starting, thermal throttling) hits both sides alike. The median of each side is reported.
+order rotates every round (A B, B A, ...; with three sides A B C, B C A, C A B) so that each side
+takes each slot equally often and a slow drift of the machine (another job starting, thermal
+throttling) hits all sides alike. Ratios are taken per round, then their median.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def alternate(
     *,
     clock: Clock = time.perf_counter,
 ) -> dict[str, Timed]:
-    """Time each side once per round for ``repeats`` rounds, flipping the order every round.
+    """Time each side once per round for ``repeats`` rounds, rotating the order every round.
 
     Args:
         sides: ``{name: zero-argument callable}``.
@@ -80,7 +81,8 @@ def alternate(
     seconds: dict[str, list[float]] = {name: [] for name in names}
     last: dict[str, Any] = {}
     for round_index in range(repeats):
-        order = names if round_index % 2 == 0 else names[::-1]
+        shift = round_index % len(names)
+        order = names[shift:] + names[:shift]
         for name in order:
             gc.collect()
             start = clock()

@@ -146,6 +146,15 @@ def to_markdown(results: Mapping[str, Any]) -> str:
         "",
         f"Versions: {versions}.",
     ]
+    merged = settings.get("merged") or {}
+    if merged.get("benchmarks"):
+        earlier = merged.get("from_run", {})
+        lines += [
+            "",
+            f"Merged: {', '.join(merged['benchmarks'])} from the earlier run of "
+            f"{earlier.get('started_at')} (git {earlier.get('git')}, torch threads "
+            f"{', '.join(str(b.get('torch_threads')) for b in benchmarks.values())} by benchmark).",
+        ]
     lines += _details_markdown(benchmarks)
     return "\n".join(lines) + "\n"
 

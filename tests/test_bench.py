@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` lives at the repo root
 
 from bench import collect, overhead, reference, scoring, sweep  # noqa: E402
-from bench.__main__ import _parse, run_benchmarks  # noqa: E402
+from bench.__main__ import _parse, merge_results, run_benchmarks  # noqa: E402
 from bench._config import QUICK, Sizes  # noqa: E402
 from bench._data import bench_probe_set, common_groups, parallel_selection  # noqa: E402
 from bench._fallback import fallback_probe_set  # noqa: E402
@@ -94,6 +94,12 @@ class FakeClock:
 # --------------------------------------------------------------------------------------------
 # Timing logic (fake clock) and memory probes.
 # --------------------------------------------------------------------------------------------
+
+
+def test_alternate_rotates_three_sides_through_every_slot():
+    clock = FakeClock({name: [1.0] * 3 for name in "abc"})
+    alternate({name: clock.side(name) for name in "abc"}, 3, clock=clock)
+    assert "".join(clock.calls) == "abc" + "bca" + "cab"
 
 
 def test_alternate_flips_the_order_every_round_and_keeps_each_sides_times():
@@ -342,6 +348,23 @@ def test_run_benchmarks_fills_the_headline_keys_of_what_ran(tiny_model):
     for key in HEADLINE_KEYS:
         assert f"`{key}`" in markdown
     assert "not run" in markdown
+
+
+def test_merge_keeps_earlier_benchmarks_not_rerun_and_rechecks_targets():
+    previous = dict.fromkeys(HEADLINE_KEYS) | {"collect_speedup": 3.0, "steer_overhead": 1.3}
+    previous |= {
+        "benchmarks": {"collect": {"x": 1}, "overhead": {"x": 2}},
+        "settings": {"git": "a"},
+    }
+    new = dict.fromkeys(HEADLINE_KEYS) | {"steer_overhead": 1.02}
+    new |= {"benchmarks": {"overhead": {"x": 3}}, "settings": {"git": "b"}}
+    merged = merge_results(previous, new)
+    assert merged["collect_speedup"] == 3.0 and merged["steer_overhead"] == 1.02
+    assert merged["benchmarks"]["overhead"] == {"x": 3}
+    assert merged["benchmarks"]["collect"]["x"] == 1
+    met = {row["key"]: row["met"] for row in merged["targets"]}
+    assert met["steer_overhead"] is True and met["collect_speedup"] is True
+    assert merged["settings"]["merged"] == {"benchmarks": ["collect"], "from_run": {"git": "a"}}
 
 
 def test_run_benchmarks_refuses_unknown_names_and_reference_without_hf(tiny_model):
