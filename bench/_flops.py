@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from transformer_lens import HookedTransformer
 
-from lens_steer.evaluate.scoring import ScoringBatch
+from lens_steer.evaluate.scoring import ScoringBatch, SharedPrompt
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,22 @@ def collect_ceiling(flops: FlopModel) -> float:
     return full / flops.forward(1, flops.n_layers, 0)
 
 
-def scoring_ceiling(flops: FlopModel, batches: Sequence[ScoringBatch]) -> float:
-    """Full logits at every position over logits at the continuation positions only."""
+def shared_scoring_ceiling(
+    flops: FlopModel, batches: Sequence[ScoringBatch], chunks: Sequence[Sequence[SharedPrompt]]
+) -> float:
+    """Full logits of every concatenated sequence over each prompt run once.
+
+    Ours runs each chunk's left-padded prompts, then the options of two or more tokens over
+    their tokens but the last (right-padded), and unembeds one position per continuation token.
+    """
     naive = sum(flops.forward(_tokens(b), flops.n_layers, _tokens(b)) for b in batches)
-    ours = sum(flops.forward(_tokens(b), flops.n_layers, len(b.score_row)) for b in batches)
+    ours = 0.0
+    for chunk in chunks:
+        prompt_tokens = len(chunk) * max(len(item.prompt) for item in chunk)
+        rests = [len(cont) - 1 for item in chunk for cont in item.continuations if len(cont) > 1]
+        option_tokens = len(rests) * max(rests, default=0)
+        unembedded = sum(len(cont) for item in chunk for cont in item.continuations)
+        ours += flops.forward(prompt_tokens + option_tokens, flops.n_layers, unembedded)
     return naive / ours
 
 

@@ -3,8 +3,9 @@
 Both sides score the same prompt+option sequences in the same left-padded batches (from
 ``lens_steer.evaluate.scoring.prepare_batches``). The naive side computes the logits of every
 position over the whole 262k-token vocabulary, takes ``log_softmax`` of all of them, and sums each
-row's continuation tokens, which sit at the end of the row (left padding). Ours runs to the final
-residual and unembeds only the continuation positions.
+row's continuation tokens, which sit at the end of the row (left padding). Ours (the default
+``score_options``) runs each prompt once into a KV cache, reruns only the tokens of options
+longer than one token on it, and unembeds only the continuation positions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from transformer_lens import HookedTransformer
 
 from bench._config import FULL, Sizes
 from bench._data import bench_probe_set, plane_selection
-from bench._flops import FlopModel, scoring_ceiling, sweep_ceiling
+from bench._flops import FlopModel, shared_scoring_ceiling, sweep_ceiling
 from bench._timing import Timed, alternate, speedup, timings_json
 from lens_steer.evaluate.items import PlaneItems
 from lens_steer.evaluate.scoring import (
@@ -27,6 +28,7 @@ from lens_steer.evaluate.scoring import (
     assemble_scores,
     prepare_batches,
     score_options,
+    shared_prompt_chunks,
 )
 
 FwdHooks = Sequence[tuple[str, Callable[..., Any]]]
@@ -86,7 +88,7 @@ def logprob_comparison(
     """The result of a naive-vs-ours log-prob comparison: speed-up, difference, sizes, times.
 
     ``start_layers`` (one per steering, ``None`` for the unsteered model) makes the FLOP
-    ceiling that of a sweep; without it, that of plain scoring.
+    ceiling that of a sweep; without it, that of scoring with shared prompts.
     """
     batches = prepare_batches(model, requests, batch_size=batch_size)
     flops = FlopModel.from_model(model)
@@ -96,7 +98,9 @@ def logprob_comparison(
         "max_tokens": max(batch.tokens.tokens.shape[1] for batch in batches),
         "batch_size": batch_size,
         "max_abs_diff": diff,
-        "flop_ceiling": scoring_ceiling(flops, batches)
+        "flop_ceiling": shared_scoring_ceiling(
+            flops, batches, shared_prompt_chunks(model, requests, batch_size=batch_size)
+        )
         if start_layers is None
         else sweep_ceiling(flops, batches, start_layers),
     }

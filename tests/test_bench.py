@@ -21,7 +21,12 @@ from bench.__main__ import _parse, merge_results, run_benchmarks  # noqa: E402
 from bench._config import QUICK, Sizes  # noqa: E402
 from bench._data import bench_probe_set, common_groups, parallel_selection  # noqa: E402
 from bench._fallback import fallback_probe_set  # noqa: E402
-from bench._flops import FlopModel, collect_ceiling, scoring_ceiling, sweep_ceiling  # noqa: E402
+from bench._flops import (  # noqa: E402
+    FlopModel,
+    collect_ceiling,
+    shared_scoring_ceiling,
+    sweep_ceiling,
+)
 from bench._timing import (  # noqa: E402
     Timed,
     alternate,
@@ -45,6 +50,7 @@ from lens_steer.evaluate.scoring import (  # noqa: E402
     ScoringRequest,
     prepare_batches,
     score_options,
+    shared_prompt_chunks,
 )
 from lens_steer.tokens import encode  # noqa: E402
 
@@ -171,7 +177,13 @@ def test_scoring_and_sweep_ceilings_follow_the_flop_model_by_hand(tiny_model):
     flops = FlopModel(n_layers=4, block=10.0, unembed=100.0)
     tokens, picked = batch.tokens.tokens.numel(), len(batch.score_row)
     full = tokens * (4 * 10.0 + 100.0)
-    assert scoring_ceiling(flops, [batch]) == pytest.approx(full / (tokens * 40.0 + picked * 100))
+    # Shared: the prompt once, then both options but their last tokens, right-padded.
+    prompt = len(encode(tiny_model, "Water boils at"))
+    long, short = (len(encode(tiny_model, o, prepend_bos=False)) for o in (" one hundred", " ten"))
+    assert min(long, short) > 1
+    chunks = shared_prompt_chunks(tiny_model, requests, batch_size=2)
+    shared = (prompt + 2 * (max(long, short) - 1)) * 40.0 + (long + short) * 100.0
+    assert shared_scoring_ceiling(flops, [batch], chunks) == pytest.approx(full / shared)
     # unsteered + steering at layer 1 (blocks 2, 3 rerun) + at layer 3 (nothing rerun)
     ours = tokens * 40.0 + 3 * picked * 100.0 + tokens * 2 * 10.0
     assert sweep_ceiling(flops, [batch], [None, 1, 3]) == pytest.approx(3 * full / ours)

@@ -35,8 +35,11 @@ def naive_option_logprobs(model, request: ScoringRequest) -> list[float]:
     return values
 
 
-def test_scores_equal_naive_full_forward_per_sequence(tiny_model):
-    scores = score_options(tiny_model, REQUESTS, batch_size=3, show_progress=False)
+@pytest.mark.parametrize("share_prompts", [True, False])
+def test_scores_equal_naive_full_forward_per_sequence(tiny_model, share_prompts):
+    scores = score_options(
+        tiny_model, REQUESTS, batch_size=3, show_progress=False, share_prompts=share_prompts
+    )
     for request, score in zip(REQUESTS, scores, strict=True):
         assert score.id == request.id
         torch.testing.assert_close(
@@ -47,9 +50,14 @@ def test_scores_equal_naive_full_forward_per_sequence(tiny_model):
         )
 
 
-def test_scores_do_not_depend_on_batch_size(tiny_model):
-    one = score_options(tiny_model, REQUESTS, batch_size=1, show_progress=False)
-    many = score_options(tiny_model, REQUESTS, batch_size=64, show_progress=False)
+@pytest.mark.parametrize("share_prompts", [True, False])
+def test_scores_do_not_depend_on_batch_size(tiny_model, share_prompts):
+    one = score_options(
+        tiny_model, REQUESTS, batch_size=1, show_progress=False, share_prompts=share_prompts
+    )
+    many = score_options(
+        tiny_model, REQUESTS, batch_size=64, show_progress=False, share_prompts=share_prompts
+    )
     for a, b in zip(one, many, strict=True):
         assert a.n_tokens == b.n_tokens
         torch.testing.assert_close(
@@ -104,6 +112,31 @@ def test_forward_hooks_are_applied_and_then_removed(tiny_model):
     assert clean.logprobs != hooked.logprobs
 
 
+def test_shared_prompts_equal_concatenated_sequences_under_a_position_independent_hook(
+    tiny_model,
+):
+    direction = torch.randn(tiny_model.cfg.d_model, generator=torch.Generator().manual_seed(3))
+
+    def add_everywhere(resid, hook):
+        return resid + 2.0 * direction
+
+    hooks = [("blocks.1.hook_resid_post", add_everywhere)]
+    shared = score_options(
+        tiny_model, REQUESTS, fwd_hooks=hooks, share_prompts=True, show_progress=False
+    )
+    whole = score_options(
+        tiny_model, REQUESTS, fwd_hooks=hooks, share_prompts=False, show_progress=False
+    )
+    clean = score_options(tiny_model, REQUESTS, show_progress=False)
+    for a, b, c in zip(shared, whole, clean, strict=True):
+        assert a.n_tokens == b.n_tokens
+        torch.testing.assert_close(
+            torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4, rtol=0
+        )
+        assert max(abs(x - y) for x, y in zip(a.logprobs, c.logprobs, strict=True)) > 1e-3
+    assert not any(hp.fwd_hooks for hp in tiny_model.hook_dict.values())
+
+
 def test_option_that_tokenizes_to_nothing_names_item_and_option(tiny_model):
     bad = ScoringRequest("Water boils at", (" degrees", ""), "water-7")
     with pytest.raises(ValueError, match=r"water-7: option 1 \(''\) tokenizes to nothing"):
@@ -126,15 +159,19 @@ def test_option_scores_values():
 
 
 @pytest.mark.slow
-def test_scores_equal_naive_on_gemma_in_three_languages(gemma):
+@pytest.mark.parametrize("share_prompts", [True, False])
+def test_scores_equal_naive_on_gemma_in_three_languages(gemma, share_prompts):
     requests = [
-        ScoringRequest("우리나라의 수도는", (" 서울", " 워싱턴"), "ko"),
+        ScoringRequest("우리나라의 수도는", (" 서울", " 워싱턴", " 워싱턴 D.C."), "ko"),
         ScoringRequest("我们国家的货币是", ("人民币", "美元"), "zh"),
         ScoringRequest(
             "Question: What is the chemical symbol of gold?\nAnswer:", (" Au", " Ag", " Fe"), "en"
         ),
     ]
-    scores = score_options(gemma, requests, batch_size=8, show_progress=False)
+    scores = score_options(
+        gemma, requests, batch_size=8, show_progress=False, share_prompts=share_prompts
+    )
+    assert max(n for score in scores for n in score.n_tokens) > 1  # multi-token options too
     for request, score in zip(requests, scores, strict=True):
         torch.testing.assert_close(
             torch.tensor(score.logprobs),

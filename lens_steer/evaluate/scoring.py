@@ -7,6 +7,13 @@ all requests are sorted by length and run in left-padded batches with an attenti
 final residual only: the 262k-token unembedding is applied at the continuation positions alone,
 with a plain matmul (``model.unembed`` copies ``W_U.T`` on every call; SPEC §7).
 
+Without hooks, :func:`score_options` also shares each prompt across its options: the prompts
+run once, left-padded, filling a KV cache; the first continuation token of every option is read
+off the prompt's last position; only options of two or more tokens run again, over their own
+tokens (minus the last), on the prompt's cache repeated once per option. The tokens and
+positions are those of the concatenated sequence, so the log-probs are the same to float
+precision (tests hold them to 1e-4 on Gemma 3 270M).
+
 The batching is exposed (:func:`prepare_batches`, :func:`continuation_logprobs`) so that the
 sweeps in :mod:`lens_steer.evaluate.sweep` can produce the final residual their own way.
 """
@@ -22,6 +29,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
+from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
 
 from lens_steer.tokens import TokenBatch, encode, pad_id, pad_sequences
 
@@ -174,16 +183,27 @@ def continuation_logprobs(
     ``final_resid`` is the residual after the last block (before ``ln_final``), e.g. from
     ``model(tokens, stop_at_layer=model.cfg.n_layers)``.
     """
-    picked = final_resid[batch.score_row, batch.score_pos]
-    token_logprobs = []
-    for start in range(0, picked.shape[0], _UNEMBED_CHUNK):
-        logits = final_logits(model, picked[start : start + _UNEMBED_CHUNK]).float()
-        targets = batch.score_target[start : start + _UNEMBED_CHUNK]
-        logprobs = torch.log_softmax(logits, dim=-1)
-        token_logprobs.append(logprobs.gather(-1, targets[:, None])[:, 0])
-    flat = torch.cat(token_logprobs)
+    flat = token_logprobs(model, final_resid[batch.score_row, batch.score_pos], batch.score_target)
     summed = torch.zeros(len(batch.rows), dtype=flat.dtype, device=flat.device)
     return summed.index_add_(0, batch.score_row, flat)
+
+
+def token_logprobs(
+    model: HookedTransformer,
+    resid: Float[Tensor, "token d_model"],
+    targets: Int[Tensor, " token"],
+) -> Float[Tensor, " token"]:
+    """Log-probability of ``targets[i]`` under the logits of final residual ``resid[i]``.
+
+    The unembedding runs in chunks of rows so that at most a few hundred 262k-wide logit rows
+    exist at once.
+    """
+    pieces = []
+    for start in range(0, resid.shape[0], _UNEMBED_CHUNK):
+        logits = final_logits(model, resid[start : start + _UNEMBED_CHUNK]).float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        pieces.append(logprobs.gather(-1, targets[start : start + _UNEMBED_CHUNK, None])[:, 0])
+    return torch.cat(pieces)
 
 
 def clean_final_residual(
@@ -217,6 +237,128 @@ def assemble_scores(
     ]
 
 
+@dataclass(frozen=True)
+class SharedPrompt:
+    """One request split for prompt sharing: its prompt ids and each option's continuation."""
+
+    index: int
+    prompt: list[int]
+    continuations: list[list[int]]
+
+
+def _split_request(model: HookedTransformer, request: ScoringRequest, index: int) -> SharedPrompt:
+    encoded = _encode_request(model, request, index)
+    first_ids, first_n = encoded[0]
+    prompt = first_ids[: len(first_ids) - first_n]
+    return SharedPrompt(index, prompt, [ids[len(ids) - n :] for ids, n in encoded])
+
+
+def _repeat_cache(
+    cache: TransformerLensKeyValueCache, index: Int[Tensor, " row"]
+) -> TransformerLensKeyValueCache:
+    """A new cache whose row ``i`` is row ``index[i]`` of ``cache`` (one row per option)."""
+    entries = [
+        TransformerLensKeyValueCacheEntry(entry.past_keys[index], entry.past_values[index])
+        for entry in cache.entries
+    ]
+    return TransformerLensKeyValueCache(entries, cache.previous_attention_mask[index])
+
+
+def _score_shared_chunk(
+    model: HookedTransformer, chunk: Sequence[SharedPrompt]
+) -> list[list[float]]:
+    """Summed continuation log-probs of every option of ``chunk``, each prompt run once."""
+    device = model.W_U.device
+    n_layers = model.cfg.n_layers
+    prompts = pad_sequences([item.prompt for item in chunk], pad_token_id=pad_id(model))
+    prompts = prompts.to(device)
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, len(chunk))
+    prompt_resid = model(
+        prompts.tokens,
+        attention_mask=prompts.attention_mask,
+        past_kv_cache=cache,
+        stop_at_layer=n_layers,
+    )
+    options = [(row, cont) for row, item in enumerate(chunk) for cont in item.continuations]
+    rows = torch.tensor([row for row, _ in options], dtype=torch.long, device=device)
+    first_tokens = torch.tensor([cont[0] for _, cont in options], dtype=torch.long, device=device)
+    # Left padding: every prompt ends in the last column, whose logits predict token one.
+    totals = token_logprobs(model, prompt_resid[rows, -1], first_tokens)
+    longer = [i for i, (_, cont) in enumerate(options) if len(cont) > 1]
+    if longer:
+        inputs = pad_sequences(
+            [options[i][1][:-1] for i in longer], pad_token_id=pad_id(model), padding_side="right"
+        ).to(device)
+        option_resid = model(
+            inputs.tokens,
+            attention_mask=inputs.attention_mask,
+            past_kv_cache=_repeat_cache(cache, rows[longer]),
+            stop_at_layer=n_layers,
+        )
+        # Right padding: position j of an option's input predicts its continuation token j + 1.
+        picks = [
+            (k, j, options[i][1][j + 1], i)
+            for k, i in enumerate(longer)
+            for j in range(len(options[i][1]) - 1)
+        ]
+        row_ids, pos_ids, targets, owners = (
+            torch.tensor(column, dtype=torch.long, device=device)
+            for column in zip(*picks, strict=True)
+        )
+        rest = token_logprobs(model, option_resid[row_ids, pos_ids], targets)
+        totals = totals.index_add(0, owners, rest)
+    values = totals.tolist()
+    out, at = [], 0
+    for item in chunk:
+        out.append(values[at : at + len(item.continuations)])
+        at += len(item.continuations)
+    return out
+
+
+def shared_prompt_chunks(
+    model: HookedTransformer, requests: Sequence[ScoringRequest], *, batch_size: int = 16
+) -> list[list[SharedPrompt]]:
+    """Split every request into prompt and continuations; group prompts, longest first."""
+    if not requests:
+        raise ValueError("No scoring requests given")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    split = [_split_request(model, request, index) for index, request in enumerate(requests)]
+    split.sort(key=lambda item: (-len(item.prompt), item.index))
+    return [split[start : start + batch_size] for start in range(0, len(split), batch_size)]
+
+
+def score_shared_prompts(
+    model: HookedTransformer,
+    requests: Sequence[ScoringRequest],
+    *,
+    batch_size: int = 16,
+    show_progress: bool = True,
+) -> list[OptionScores]:
+    """Continuation log-probabilities, each prompt run once for all of its options.
+
+    Prompts are sorted by length and run ``batch_size`` at a time; see the module docstring
+    for how the options reuse the prompt's KV cache. Hooks active on the model see the
+    prompt pass and then the option pass (positions restarting at 0 in the second), so only
+    position-independent hooks give the same result as the concatenated sequences.
+    """
+    chunks = shared_prompt_chunks(model, requests, batch_size=batch_size)
+    logprobs: list[list[float]] = [[] for _ in requests]
+    with torch.inference_mode():
+        for chunk in tqdm(chunks, desc="scoring", disable=not show_progress):
+            for item, values in zip(chunk, _score_shared_chunk(model, chunk), strict=True):
+                logprobs[item.index] = values
+    n_tokens = {
+        item.index: tuple(len(cont) for cont in item.continuations)
+        for chunk in chunks
+        for item in chunk
+    }
+    return [
+        OptionScores(request.id, tuple(logprobs[index]), n_tokens[index])
+        for index, request in enumerate(requests)
+    ]
+
+
 def score_options(
     model: HookedTransformer,
     requests: Sequence[ScoringRequest],
@@ -224,6 +366,7 @@ def score_options(
     fwd_hooks: Sequence[tuple[str, Callable]] = (),
     batch_size: int = 16,
     show_progress: bool = True,
+    share_prompts: bool | None = None,
 ) -> list[OptionScores]:
     """Continuation log-probabilities of every option of every request.
 
@@ -232,8 +375,12 @@ def score_options(
         requests: prompts with their options (continuation strings, e.g. ``" Seoul"``).
         fwd_hooks: TransformerLens forward hooks active during the forward passes (for
             example a steering's ``fwd_hooks()``); removed afterwards, also on errors.
-        batch_size: sequences (prompt + one option) per forward pass.
+        batch_size: sequences (prompt + one option) per forward pass; prompts per pass when
+            the prompts are shared.
         show_progress: show a tqdm bar over batches.
+        share_prompts: run each prompt once for all its options (:func:`score_shared_prompts`).
+            The default shares them when no hooks are given; pass ``True`` with hooks only if
+            they act the same at every position (e.g. adding a vector everywhere).
 
     Example:
         >>> scores = score_options(model, [ScoringRequest("The capital of France is",
@@ -241,6 +388,13 @@ def score_options(
         >>> scores[0].values().argmax()  # doctest: +SKIP
         0
     """
+    if share_prompts is None:
+        share_prompts = not fwd_hooks
+    if share_prompts:
+        with model.hooks(fwd_hooks=list(fwd_hooks)):
+            return score_shared_prompts(
+                model, requests, batch_size=batch_size, show_progress=show_progress
+            )
     batches = prepare_batches(model, requests, batch_size=batch_size)
     results = []
     with torch.inference_mode(), model.hooks(fwd_hooks=list(fwd_hooks)):
