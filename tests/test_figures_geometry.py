@@ -150,5 +150,12 @@ def test_figures_save_offline_html_and_png_of_the_expected_size(tmp_path: Path):
     for name, fig in figures.items():
         paths = save_figure(fig, tmp_path / name)
         html = paths["html"].read_text()
-        assert '<script src="https://cdn' not in html and "plotly.js v" in html
+        assert '<script src="plotly.min.js"' in html and "https://cdn" not in html
+        assert len(html) < 1_000_000  # plotly.js is beside the page, not in it
         assert _png_size(paths["png"]) == (fig.layout.width, fig.layout.height)
+    bundle = (tmp_path / "plotly.min.js").read_text()
+    assert "plotly.js v" in bundle and len(bundle) > 1_000_000
+    inline = save_figure(figures["mixing"], tmp_path / "alone" / "mixing", png=False)
+    assert set(inline) == {"html"}
+    inline = save_figure(figures["mixing"], tmp_path / "inline", png=False, plotlyjs="inline")
+    assert "plotly.js v" in inline["html"].read_text()

@@ -1,4 +1,4 @@
-"""Plotly figures of the study; each saves HTML (offline, plotly.js embedded) and PNG."""
+"""Plotly figures of the study; each saves offline HTML (plotly.min.js beside it) and PNG."""
 
 from lens_steer.figures._export import save_figure
 from lens_steer.figures.geometry import (
