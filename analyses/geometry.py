@@ -4,9 +4,9 @@ Usage (from the repository root; about 2 minutes on 2 CPU cores)::
 
     HF_HUB_OFFLINE=1 .venv/bin/python analyses/geometry.py --out figures/
 
-Writes ``pca``, ``perpendicularity`` and ``mixing`` (.html with plotly.js embedded, and .png)
-plus ``geometry_results.json`` (perpendicularity table, mixing per layer, PCA explained
-variance, collection time and peak memory, and every setting) into ``--out``.
+Writes ``pca``, ``perpendicularity`` and ``mixing`` (.html reading the ``plotly.min.js`` written
+beside it, and .png) plus ``geometry_results.json`` (perpendicularity table, mixing per layer,
+PCA explained variance, collection time and peak memory, and every setting) into ``--out``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import torch
 
 from lens_steer import load_model
 from lens_steer._io import write_json_atomic
-from lens_steer.data import LOC_LANGUAGES, load_probe_set
+from lens_steer.data import LOC_LANGUAGES, limit_probe_set, load_probe_set
 from lens_steer.figures import save_figure
 from lens_steer.figures.geometry import geometry_figures
-from lens_steer.geometry import geometry_study, limit_probe_set, measure_cost
+from lens_steer.geometry import geometry_study, measure_cost
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

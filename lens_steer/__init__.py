@@ -11,7 +11,7 @@ One import gives a notebook user every step of the study::
 
 from lens_steer import figures
 from lens_steer.cache import ResidualSet, collect_residuals
-from lens_steer.data import load_blend, load_jsonl, load_probe_set
+from lens_steer.data import limit_probe_set, load_blend, load_jsonl, load_probe_set
 from lens_steer.evaluate import (
     Score,
     layer_sweep,
@@ -45,7 +45,7 @@ from lens_steer.hooks import (
     steering_hooks,
 )
 from lens_steer.models import DEFAULT_MODEL, load_model
-from lens_steer.pipeline import StudySettings, limit_probe_set, run_study
+from lens_steer.pipeline import StudySettings, run_study
 from lens_steer.steering import (
     Steering,
     SteeringTerm,

@@ -20,7 +20,7 @@ from transformer_lens import HookedTransformer
 
 from lens_steer._io import read_json, write_json_atomic
 from lens_steer.cache import ResidualSet
-from lens_steer.data import load_probe_set
+from lens_steer.data import limit_probe_set, load_probe_set
 from lens_steer.data.records import ENGLISH, LOC_LANGUAGES, ProbeSet
 from lens_steer.models import DEFAULT_MODEL, load_model
 from lens_steer.runs import RunFolder, open_run_folder
@@ -102,38 +102,6 @@ def validate_layers(settings: StudySettings, n_layers: int) -> None:
             raise ValueError(
                 f"--{name.replace('_', '-')} {bad} out of range: the model has layers 0..{n_layers - 1}"
             )
-
-
-def limit_probe_set(probe_set: ProbeSet, limit: int | None) -> ProbeSet:
-    """Keep the first ``limit`` parallel and transfer groups and localization items per split.
-
-    Parallel and transfer items are cut by group, so translations stay complete; localization
-    items are cut per language and split.
-    """
-    if limit is None:
-        return probe_set
-
-    def first_groups(items: Sequence[Any]) -> set[str]:
-        kept: set[str] = set()
-        for split in {item.split for item in items}:
-            kept.update(sorted({item.group for item in items if item.split == split})[:limit])
-        return kept
-
-    parallel_groups = first_groups(probe_set.parallel)
-    transfer_groups = first_groups(probe_set.transfer)
-    counts: dict[tuple[str, str], int] = {}
-    localization = []
-    for item in sorted(probe_set.localization, key=lambda item: item.id):
-        key = (item.lang, item.split)
-        if counts.get(key, 0) < limit:
-            localization.append(item)
-            counts[key] = counts.get(key, 0) + 1
-    return replace(
-        probe_set,
-        parallel=[item for item in probe_set.parallel if item.group in parallel_groups],
-        transfer=[item for item in probe_set.transfer if item.group in transfer_groups],
-        localization=localization,
-    )
 
 
 def load_study_data(settings: StudySettings) -> ProbeSet:

@@ -14,6 +14,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 from lens_steer.cache import ResidualSet, collect_residuals
+from lens_steer.data import limit_probe_set
 from lens_steer.data.records import LocalizationItem, ParallelItem, ProbeSet
 from lens_steer.geometry import (
     ContrastVector,
@@ -25,7 +26,6 @@ from lens_steer.geometry import (
     en_vectors,
     geometry_study,
     language_silhouette,
-    limit_probe_set,
     loc_vectors,
     measure_cost,
     mixing_by_layer,

@@ -11,10 +11,11 @@ import torch
 from test_scores import LOCALIZATION, TRANSFER
 from test_sweep import random_vectors
 
+from lens_steer.data import limit_probe_set
 from lens_steer.data.records import ParallelItem, ProbeSet, TransferItem
 from lens_steer.evaluate.plane import Plane, PlanePoint, plane_points
 from lens_steer.evaluate.scores import Score, localization_score, transfer_score
-from lens_steer.evaluate.study import dominance, limit_items, steering_study
+from lens_steer.evaluate.study import dominance, steering_study
 from lens_steer.evaluate.surgical import (
     SurgicalSearch,
     criterion_value,
@@ -268,9 +269,9 @@ def test_steering_study_runs_every_step_and_records_settings(tiny_model):
     assert '"probe_version": "tiny"' in text
 
 
-def test_limit_items_cuts_transfer_by_group_and_keeps_the_fit_split():
+def test_limit_cuts_transfer_by_group_and_keeps_the_fit_split():
     probe = tiny_probe_set()
-    limited = limit_items(probe, 1, ["dev", "eval"])
+    limited = limit_probe_set(probe, 1, splits=["dev", "eval"])
     groups = {item.group for item in limited.transfer}
     assert groups == {"t1-dev", "t1-eval"}  # both languages of each kept group
     assert len(limited.transfer) == 4

@@ -10,6 +10,7 @@ Example:
 from lens_steer.data.blend import COUNTRIES as BLEND_COUNTRIES
 from lens_steer.data.blend import load_blend
 from lens_steer.data.jsonl import load_jsonl, write_jsonl
+from lens_steer.data.limit import limit_probe_set
 from lens_steer.data.probe import load_probe_set
 from lens_steer.data.records import (
     ENGLISH,
@@ -58,6 +59,7 @@ __all__ = [
     "load_blend",
     "load_jsonl",
     "load_probe_set",
+    "limit_probe_set",
     "localization_continuations",
     "localization_prompt",
     "option_continuation",

@@ -22,7 +22,7 @@ from lens_steer.evaluate.scores import (
     transfer_score,
 )
 from lens_steer.evaluate.scoring import OptionScores, ScoringRequest, score_options
-from lens_steer.evaluate.study import SteeringStudy, dominance, limit_items, steering_study
+from lens_steer.evaluate.study import SteeringStudy, dominance, steering_study
 from lens_steer.evaluate.surgical import (
     SurgicalPoint,
     SurgicalSearch,
@@ -50,7 +50,6 @@ __all__ = [
     "gap_closure",
     "gap_closure_from_logprobs",
     "layer_sweep",
-    "limit_items",
     "localization_requests",
     "localization_score",
     "localization_share",

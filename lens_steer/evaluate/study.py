@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,33 +35,6 @@ from lens_steer.models import model_id
 from lens_steer.steering import AlphaMode
 
 METRICS: tuple[Metric, ...] = ("transfer", "localization")
-
-
-def limit_items(probe_set: ProbeSet, limit: int | None, splits: Sequence[Split]) -> ProbeSet:
-    """Keep the first ``limit`` transfer groups and localization items per language and split.
-
-    Transfer items are cut by group, so each kept LOC item keeps its English version (needed
-    for the English-query point). Splits not in ``splits`` (e.g. the fit split) are untouched.
-    """
-    if limit is None:
-        return probe_set
-    if limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
-    kept_groups: set[str] = set()
-    for split in splits:
-        groups = sorted({item.group for item in probe_set.transfer if item.split == split})
-        kept_groups.update(groups[:limit])
-    transfer = [
-        item for item in probe_set.transfer if item.split not in splits or item.group in kept_groups
-    ]
-    counts: dict[tuple[str, str], int] = {}
-    localization = []
-    for item in sorted(probe_set.localization, key=lambda item: item.id):
-        key = (item.lang, item.split)
-        if item.split not in splits or counts.get(key, 0) < limit:
-            localization.append(item)
-            counts[key] = counts.get(key, 0) + 1
-    return replace(probe_set, transfer=transfer, localization=localization)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from lens_steer.geometry.pca import (
     pca_by_layer,
     translation_retrieval,
 )
-from lens_steer.geometry.study import GeometryStudy, geometry_study, limit_probe_set, measure_cost
+from lens_steer.geometry.study import GeometryStudy, geometry_study, measure_cost
 from lens_steer.geometry.vectors import (
     ContrastVector,
     collect_localization,
@@ -38,7 +38,6 @@ __all__ = [
     "en_vectors",
     "geometry_study",
     "language_silhouette",
-    "limit_probe_set",
     "loc_vectors",
     "measure_cost",
     "mixing_by_layer",

@@ -17,7 +17,7 @@ import time
 import tracemalloc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -195,37 +195,6 @@ class GeometryStudy:
             for lang, vector in vectors.items():
                 paths.append(vector.save(Path(folder) / f"{kind}_{lang}")["tensors"])
         return paths
-
-
-def limit_probe_set(probe_set: ProbeSet, limit: int | None) -> ProbeSet:
-    """Keep the first ``limit`` parallel groups and localization items per language and split.
-
-    Parallel sentences are cut by group, so translations stay complete across languages.
-    """
-    if limit is None:
-        return probe_set
-    if limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
-    groups_by_split: dict[str, list[str]] = {}
-    for item in probe_set.parallel:
-        groups_by_split.setdefault(item.split, []).append(item.group)
-    kept_groups = {
-        (split, group)
-        for split, groups in groups_by_split.items()
-        for group in sorted(set(groups))[:limit]
-    }
-    seen: dict[tuple[str, str], int] = {}
-    localization = []
-    for question in sorted(probe_set.localization, key=lambda question: question.id):
-        key = (question.lang, question.split)
-        if seen.get(key, 0) < limit:
-            localization.append(question)
-            seen[key] = seen.get(key, 0) + 1
-    return replace(
-        probe_set,
-        parallel=[item for item in probe_set.parallel if (item.split, item.group) in kept_groups],
-        localization=localization,
-    )
 
 
 def geometry_study(
