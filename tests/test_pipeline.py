@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from lens_steer import cli
-from lens_steer.pipeline import StudySettings, limit_probe_set, validate_settings
+from lens_steer.data import limit_probe_set
+from lens_steer.pipeline import StudySettings, validate_settings
 
 QUICK = [
     "--langs", "ko",
@@ -73,6 +74,16 @@ def test_cli_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, argv, 
     assert cli.main(["run", "--out", str(out), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_quick_fills_only_the_settings_not_given():
+    argv = ["run", "--quick", "--langs", "ko", "--local-alphas", "2.0", "--out", "x"]
+    args = cli.build_parser().parse_args(argv)
+    cli._apply_quick(args, argv)
+    settings = cli.settings_from_args(args)
+    assert settings.limit == 12 and settings.layers == tuple(range(0, 18, 2))
+    assert settings.alphas == (0.5, 1.0) and settings.transfer_alphas == (0.25,)
+    assert settings.local_alphas == (2.0,)  # given on the command line: kept
 
 
 def test_every_subcommand_has_help(capsys):
