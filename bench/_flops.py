@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from transformer_lens import HookedTransformer
 
-from lens_steer.evaluate.scoring import ScoringBatch, SharedPrompt
+from lens_steer.evaluate.scoring import ScoringBatch
+from lens_steer.evaluate.shared import SharedPrompt
 
 
 @dataclass(frozen=True)
@@ -51,41 +52,52 @@ def collect_ceiling(flops: FlopModel) -> float:
     return full / flops.forward(1, flops.n_layers, 0)
 
 
+def _shared_work(chunk: Sequence[SharedPrompt]) -> tuple[int, int]:
+    """Positions one pass over a prompt chunk computes, and the continuation tokens it unembeds.
+
+    The chunk's left-padded prompts, then the options of two or more tokens over their tokens
+    but the last (right-padded).
+    """
+    prompt_tokens = len(chunk) * max(len(item.prompt) for item in chunk)
+    rests = [len(cont) - 1 for item in chunk for cont in item.continuations if len(cont) > 1]
+    unembedded = sum(len(cont) for item in chunk for cont in item.continuations)
+    return prompt_tokens + len(rests) * max(rests, default=0), unembedded
+
+
 def shared_scoring_ceiling(
     flops: FlopModel, batches: Sequence[ScoringBatch], chunks: Sequence[Sequence[SharedPrompt]]
 ) -> float:
-    """Full logits of every concatenated sequence over each prompt run once.
-
-    Ours runs each chunk's left-padded prompts, then the options of two or more tokens over
-    their tokens but the last (right-padded), and unembeds one position per continuation token.
-    """
+    """Full logits of every concatenated sequence over each prompt run once for its options."""
     naive = sum(flops.forward(_tokens(b), flops.n_layers, _tokens(b)) for b in batches)
     ours = 0.0
     for chunk in chunks:
-        prompt_tokens = len(chunk) * max(len(item.prompt) for item in chunk)
-        rests = [len(cont) - 1 for item in chunk for cont in item.continuations if len(cont) > 1]
-        option_tokens = len(rests) * max(rests, default=0)
-        unembedded = sum(len(cont) for item in chunk for cont in item.continuations)
-        ours += flops.forward(prompt_tokens + option_tokens, flops.n_layers, unembedded)
+        tokens, unembedded = _shared_work(chunk)
+        ours += flops.forward(tokens, flops.n_layers, unembedded)
     return naive / ours
 
 
 def sweep_ceiling(
-    flops: FlopModel, batches: Sequence[ScoringBatch], start_layers: Sequence[int | None]
+    flops: FlopModel,
+    batches: Sequence[ScoringBatch],
+    chunks: Sequence[Sequence[SharedPrompt]],
+    start_layers: Sequence[int | None],
 ) -> float:
     """A full forward per steering over one clean pass plus, per steering, the blocks above it.
 
     Args:
         flops: the model's FLOP counts.
-        batches: the scored batches.
+        batches: the naive side's prompt+option batches.
+        chunks: our side's prompt chunks (each prompt run once for its options).
         start_layers: the layer each steering adds at (``None``: the unsteered model).
     """
-    naive, ours = 0.0, 0.0
-    for batch in batches:
-        tokens, picked = _tokens(batch), len(batch.score_row)
-        naive += len(start_layers) * flops.forward(tokens, flops.n_layers, tokens)
+    naive = sum(
+        len(start_layers) * flops.forward(_tokens(b), flops.n_layers, _tokens(b)) for b in batches
+    )
+    ours = 0.0
+    for chunk in chunks:
+        tokens, unembedded = _shared_work(chunk)
         ours += flops.forward(tokens, flops.n_layers, 0)  # the clean pass, cached
         for layer in start_layers:
             above = 0 if layer is None else flops.n_layers - 1 - layer
-            ours += flops.forward(tokens, above, picked)
+            ours += flops.forward(tokens, above, unembedded)
     return naive / ours

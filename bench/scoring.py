@@ -28,8 +28,8 @@ from lens_steer.evaluate.scoring import (
     assemble_scores,
     prepare_batches,
     score_options,
-    shared_prompt_chunks,
 )
+from lens_steer.evaluate.shared import shared_prompt_chunks
 
 FwdHooks = Sequence[tuple[str, Callable[..., Any]]]
 
@@ -91,6 +91,7 @@ def logprob_comparison(
     ceiling that of a sweep; without it, that of scoring with shared prompts.
     """
     batches = prepare_batches(model, requests, batch_size=batch_size)
+    chunks = shared_prompt_chunks(model, requests, batch_size=batch_size)
     flops = FlopModel.from_model(model)
     sizes = {
         "n_sequences": sum(len(batch.rows) for batch in batches),
@@ -98,11 +99,9 @@ def logprob_comparison(
         "max_tokens": max(batch.tokens.tokens.shape[1] for batch in batches),
         "batch_size": batch_size,
         "max_abs_diff": diff,
-        "flop_ceiling": shared_scoring_ceiling(
-            flops, batches, shared_prompt_chunks(model, requests, batch_size=batch_size)
-        )
+        "flop_ceiling": shared_scoring_ceiling(flops, batches, chunks)
         if start_layers is None
-        else sweep_ceiling(flops, batches, start_layers),
+        else sweep_ceiling(flops, batches, chunks, start_layers),
     }
     return {
         "speedup": speedup(timed["naive"], timed["ours"]),

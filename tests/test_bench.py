@@ -50,8 +50,8 @@ from lens_steer.evaluate.scoring import (  # noqa: E402
     ScoringRequest,
     prepare_batches,
     score_options,
-    shared_prompt_chunks,
 )
+from lens_steer.evaluate.shared import shared_prompt_chunks  # noqa: E402
 from lens_steer.tokens import encode  # noqa: E402
 
 TINY = Sizes(
@@ -175,18 +175,19 @@ def test_scoring_and_sweep_ceilings_follow_the_flop_model_by_hand(tiny_model):
     requests = [ScoringRequest("Water boils at", (" one hundred", " ten"))]
     (batch,) = prepare_batches(tiny_model, requests, batch_size=2)
     flops = FlopModel(n_layers=4, block=10.0, unembed=100.0)
-    tokens, picked = batch.tokens.tokens.numel(), len(batch.score_row)
+    tokens = batch.tokens.tokens.numel()
     full = tokens * (4 * 10.0 + 100.0)
     # Shared: the prompt once, then both options but their last tokens, right-padded.
     prompt = len(encode(tiny_model, "Water boils at"))
     long, short = (len(encode(tiny_model, o, prepend_bos=False)) for o in (" one hundred", " ten"))
     assert min(long, short) > 1
     chunks = shared_prompt_chunks(tiny_model, requests, batch_size=2)
-    shared = (prompt + 2 * (max(long, short) - 1)) * 40.0 + (long + short) * 100.0
+    positions, picked = prompt + 2 * (max(long, short) - 1), long + short
+    shared = positions * 40.0 + picked * 100.0
     assert shared_scoring_ceiling(flops, [batch], chunks) == pytest.approx(full / shared)
-    # unsteered + steering at layer 1 (blocks 2, 3 rerun) + at layer 3 (nothing rerun)
-    ours = tokens * 40.0 + 3 * picked * 100.0 + tokens * 2 * 10.0
-    assert sweep_ceiling(flops, [batch], [None, 1, 3]) == pytest.approx(3 * full / ours)
+    # Clean pass; then unsteered + layer 1 (blocks 2, 3 rerun) + layer 3 (nothing rerun).
+    ours = positions * 40.0 + 3 * picked * 100.0 + positions * 2 * 10.0
+    assert sweep_ceiling(flops, [batch], chunks, [None, 1, 3]) == pytest.approx(3 * full / ours)
 
 
 # --------------------------------------------------------------------------------------------

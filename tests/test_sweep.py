@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_scores import LOCALIZATION, TRANSFER  # hand-built Korean records
 
+from lens_steer.evaluate import engine
 from lens_steer.evaluate.engine import score_steerings, steering_additions
 from lens_steer.evaluate.scores import localization_score, transfer_score
 from lens_steer.evaluate.scoring import ScoringRequest
@@ -123,23 +124,30 @@ def test_fast_path_refuses_terms_it_cannot_replay(tiny_model):
         score_steerings(tiny_model, REQUESTS, {"wide": wide}, show_progress=False)
 
 
-def test_checkpoint_resumes_after_a_kill_and_recomputes_only_missing_batches(tiny_model, tmp_path):
+def test_checkpoint_resumes_after_a_kill_and_recomputes_only_missing_units(
+    tiny_model, tmp_path, monkeypatch
+):
     steerings = grid(tiny_model)
     path = tmp_path / "sweep.jsonl"
     full = score_steerings(
-        tiny_model, REQUESTS, steerings, batch_size=2, checkpoint=path, show_progress=False
+        tiny_model, REQUESTS, steerings, batch_size=1, checkpoint=path, show_progress=False
     )
     lines = path.read_text().splitlines(keepends=True)
-    assert len(lines) == 1 + 4  # header + 7 sequences in batches of 2
-    # A kill mid-append: header, two finished batches, half of the third line.
-    path.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
-    calls = []
-    hook = ("hook_embed", lambda act, hook: calls.append(act.shape[0]))
-    with tiny_model.hooks(fwd_hooks=[hook]):
-        resumed = score_steerings(
-            tiny_model, REQUESTS, steerings, batch_size=2, checkpoint=path, show_progress=False
-        )
-    assert len(calls) == 2  # only the two unfinished batches ran (one clean forward each)
+    assert len(lines) == 1 + 3  # header + 3 prompts in chunks of 1
+    # A kill mid-append: header, one finished chunk, half of the second line.
+    path.write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
+    ran = []
+    real_chunk = engine._fast_chunk
+
+    def counting_chunk(model, chunk, settings):
+        ran.append([item.index for item in chunk])
+        return real_chunk(model, chunk, settings)
+
+    monkeypatch.setattr(engine, "_fast_chunk", counting_chunk)
+    resumed = score_steerings(
+        tiny_model, REQUESTS, steerings, batch_size=1, checkpoint=path, show_progress=False
+    )
+    assert len(ran) == 2  # only the two unfinished chunks ran
     for key in steerings:
         assert flat(resumed[key]).tolist() == flat(full[key]).tolist()
     assert all(json.loads(line) for line in path.read_text().splitlines())
@@ -215,9 +223,9 @@ def test_layer_sweep_bad_input_names_the_problem(tiny_model):
 @pytest.mark.slow
 def test_fast_equals_naive_on_gemma_for_a_few_layers(gemma):
     requests = [
-        ScoringRequest("우리나라의 수도는", (" 서울", " 워싱턴"), "ko-cap"),
+        ScoringRequest("우리나라의 수도는", (" 서울", " 워싱턴", " 서울특별시"), "ko-cap"),
         ScoringRequest("질문: 금의 원소 기호는 무엇인가요?\n답:", (" Au", " Ag", " Fe"), "ko-gold"),
-        ScoringRequest("Ibu kota negara kami adalah", (" Jakarta", " Washington"), "id-cap"),
+        ScoringRequest("Ibu kota negara kami adalah", (" Jakarta", " Washington D.C."), "id-cap"),
     ]
     generator = torch.Generator().manual_seed(0)
     vector = torch.randn(gemma.cfg.d_model, generator=generator)
@@ -228,6 +236,7 @@ def test_fast_equals_naive_on_gemma_for_a_few_layers(gemma):
         vector, 6, 100.0, -vector, 12, 300.0, alpha_mode="raw"
     )
     fast = score_steerings(gemma, requests, steerings, batch_size=8, show_progress=False)
+    assert max(n for score in fast["plain"] for n in score.n_tokens) > 2  # options rerun too
     naive = score_steerings(
         gemma, requests, steerings, method="naive", batch_size=8, show_progress=False
     )

@@ -1,15 +1,17 @@
 """Score the same options under many steerings at once, restarting from cached clean residuals.
 
-The naive way runs one full forward (with full logits) per steering and batch. The fast way
-runs each batch once, clean, caching ``blocks.{l}.hook_resid_post`` at the layers where some
-steering starts; then every steering restarts from the clean residual of its first layer plus
-its vector (``start_at_layer``) instead of recomputing the layers below, and steerings that share
-a prefix of additions (the same EN vector at the same layer, say) share the forward up to where
-they part. Logits are computed at continuation positions only (:mod:`.scoring`). Both ways give
-the same log-probs to float precision; the tests hold them to 1e-4.
+The naive way runs one full forward (with full logits) per steering and batch of prompt+option
+sequences. The fast way works on chunks of prompts whose options share them
+(:mod:`.shared`): each chunk runs once, clean, caching ``blocks.{l}.hook_resid_post`` of the
+prompts and of the option tokens at the layers where some steering starts; then every steering
+restarts from the clean residuals of its first layer plus its vector (``start_at_layer``)
+instead of recomputing the layers below, the prompts first and the options over the prompts'
+new keys, and steerings that share a prefix of additions (the same EN vector at the same layer,
+say) share the forward up to where they part. Logits are computed at continuation positions
+only. Both ways give the same log-probs to float precision; the tests hold them to 1e-4.
 
-With left padding the attention mask is passed explicitly on every restart: TransformerLens does
-not rebuild it when ``start_at_layer`` is set (SPEC §7).
+On every restart the attention mask is passed explicitly: TransformerLens does not rebuild it
+when ``start_at_layer`` is set (SPEC §7).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -32,10 +33,15 @@ from lens_steer.evaluate.scoring import (
     ScoringBatch,
     ScoringRequest,
     assemble_scores,
-    continuation_logprobs,
     prepare_batches,
 )
-from lens_steer.hooks import resid_hook_name
+from lens_steer.evaluate.shared import (
+    PromptState,
+    SharedBatch,
+    SharedPrompt,
+    assemble_shared,
+    shared_prompt_chunks,
+)
 from lens_steer.models import model_id
 
 if TYPE_CHECKING:
@@ -45,7 +51,7 @@ Method = Literal["fast", "naive"]
 Additions = tuple[tuple[int, Tensor], ...]
 """A steering as ``((layer, summed vector added at its resid_post), ...)``, layers ascending."""
 
-_Emit = Callable[[list[str], Tensor], None]
+_Emit = Callable[[list[str], PromptState], None]
 
 
 def steering_additions(model: HookedTransformer, steering: Steering | None) -> Additions:
@@ -75,45 +81,40 @@ def _digest(vector: Tensor) -> str:
     return hashlib.sha256(vector.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def _run(
-    model: HookedTransformer, resid: Tensor, start: int, stop: int, mask: Tensor
-) -> Float[Tensor, "batch pos d_model"]:
-    """Blocks ``start..stop-1`` on a residual (``resid_post`` of block ``start-1``)."""
-    if start >= stop:
-        return resid
-    return model(resid, start_at_layer=start, stop_at_layer=stop, attention_mask=mask)
+def _add(state: PromptState, vector: Tensor) -> PromptState:
+    """Add a steering vector at every position of both parts (``positions="all"``)."""
+    prompts, options = state
+    return prompts + vector, None if options is None else options + vector
 
 
 def _advance(
     model: HookedTransformer,
-    resid: Tensor | None,
+    batch: SharedBatch,
+    state: PromptState | None,
     layer: int,
     target: int,
-    mask: Tensor,
-    clean: Mapping[int, Tensor] | None,
-) -> Tensor:
+    clean: Mapping[int, PromptState] | None,
+) -> PromptState:
     """``resid_post`` of block ``target`` from ``resid_post`` of block ``layer``.
 
     At the root (nothing added yet) the clean run has cached it; below, the blocks run.
     """
     if clean is not None:
         return clean[target]
-    assert resid is not None
-    if target <= layer:
-        return resid
-    return model(resid, start_at_layer=layer + 1, stop_at_layer=target + 1, attention_mask=mask)
+    assert state is not None
+    return batch.run(model, state, layer + 1, target + 1)
 
 
 def _descend(
     model: HookedTransformer,
-    resid: Tensor | None,
+    batch: SharedBatch,
+    state: PromptState | None,
     layer: int,
     group: list[tuple[str, Additions]],
-    mask: Tensor,
     emit: _Emit,
-    clean: Mapping[int, Tensor] | None = None,
+    clean: Mapping[int, PromptState] | None = None,
 ) -> None:
-    """Finish every steering of ``group`` from ``resid`` (resid_post of ``layer``, edits applied).
+    """Finish every steering of ``group`` from ``state`` (resid_post of ``layer``, edits applied).
 
     ``group`` holds each steering's remaining additions (all at layers above ``layer``).
     Steerings with nothing left share one forward to the end; the others share the forward up
@@ -123,11 +124,11 @@ def _descend(
     last = model.cfg.n_layers - 1
     finished = [key for key, rest in group if not rest]
     if finished:
-        emit(finished, _advance(model, resid, layer, last, mask, clean))
+        emit(finished, _advance(model, batch, state, layer, last, clean))
     pending = [(key, rest) for key, rest in group if rest]
-    current, at = resid, layer
+    current, at = state, layer
     for next_layer in sorted({rest[0][0] for _, rest in pending}):
-        current = _advance(model, current, at, next_layer, mask, clean)
+        current = _advance(model, batch, current, at, next_layer, clean)
         at = next_layer
         by_vector: dict[str, list[tuple[str, Additions]]] = defaultdict(list)
         vectors: dict[str, Tensor] = {}
@@ -137,31 +138,23 @@ def _descend(
                 vectors[digest] = rest[0][1]
                 by_vector[digest].append((key, rest[1:]))
         for digest, subgroup in by_vector.items():
-            _descend(model, current + vectors[digest], next_layer, subgroup, mask, emit)
+            _descend(model, batch, _add(current, vectors[digest]), next_layer, subgroup, emit)
 
 
-def _fast_batch(
-    model: HookedTransformer, batch: ScoringBatch, settings: Mapping[str, Additions]
+def _fast_chunk(
+    model: HookedTransformer, chunk: Sequence[SharedPrompt], settings: Mapping[str, Additions]
 ) -> dict[str, list[float]]:
-    layers = {adds[0][0] for adds in settings.values() if adds} | {model.cfg.n_layers - 1}
-    names = {resid_hook_name(layer): layer for layer in layers}
-    _, cache = model.run_with_cache(
-        batch.tokens.tokens,
-        attention_mask=batch.tokens.attention_mask,
-        stop_at_layer=model.cfg.n_layers,
-        names_filter=lambda name: name in names,
-        return_cache_object=False,
-    )
-    clean = {layer: cache[name] for name, layer in names.items()}
+    """Every steering's option log-probs for one chunk of prompts (chunk order)."""
+    batch = SharedBatch.build(model, chunk)
+    clean = batch.clean_states(model, [adds[0][0] for adds in settings.values() if adds])
     out: dict[str, list[float]] = {}
 
-    def emit(keys: list[str], final_resid: Tensor) -> None:
-        values = continuation_logprobs(model, final_resid, batch).tolist()
+    def emit(keys: list[str], final: PromptState) -> None:
+        values = batch.logprobs(model, final)
         for key in keys:
             out[key] = values
 
-    group = list(settings.items())
-    _descend(model, None, -1, group, batch.tokens.attention_mask, emit, clean)
+    _descend(model, batch, None, -1, list(settings.items()), emit, clean)
     return out
 
 
@@ -204,6 +197,7 @@ def _checkpoint_settings(
         "steerings": {key: describe(steering) for key, steering in steerings.items()},
         "batch_size": batch_size,
         "method": method,
+        "units": "prompt chunks" if method == "fast" else "prompt+option batches",
     }
 
 
@@ -223,11 +217,12 @@ def score_steerings(
         model: the model.
         requests: prompts with their options.
         steerings: ``{key: steering}``; ``None`` (or a null steering) is the plain model.
-        method: ``"fast"`` (cached clean residuals, restart per steering, logits at
-            continuation positions only) or ``"naive"`` (one full hooked forward per steering).
-        batch_size: sequences per batch.
-        checkpoint: optional JSONL file; finished batches are recorded there and skipped when
-            the call is repeated with the same settings (other settings are refused).
+        method: ``"fast"`` (prompts shared by their options, cached clean residuals, restart
+            per steering, logits at continuation positions only) or ``"naive"`` (one full
+            hooked forward per steering).
+        batch_size: prompts per chunk (fast) or prompt+option sequences per batch (naive).
+        checkpoint: optional JSONL file; finished chunks/batches are recorded there and
+            skipped when the call is repeated with the same settings (others are refused).
         show_progress: show a tqdm bar over batches.
 
     Returns:
@@ -247,28 +242,32 @@ def score_steerings(
         for steering in steerings.values():
             if steering is not None:
                 steering.validate(model)
-    batches = prepare_batches(model, requests, batch_size=batch_size)
+    units: Sequence[Any] = (
+        shared_prompt_chunks(model, requests, batch_size=batch_size)
+        if method == "fast"
+        else prepare_batches(model, requests, batch_size=batch_size)
+    )
     done: dict[int, Any] = {}
     if checkpoint is not None:
         done = open_checkpoint(
             checkpoint, _checkpoint_settings(model, requests, steerings, batch_size, method)
         )
-    per_batch: list[dict[str, list[float]]] = []
+    per_unit: list[dict[str, list[float]]] = []
     with torch.inference_mode():
-        for unit, batch in enumerate(
-            tqdm(batches, desc=f"{method} scoring x{len(steerings)}", disable=not show_progress)
+        for index, unit in enumerate(
+            tqdm(units, desc=f"{method} scoring x{len(steerings)}", disable=not show_progress)
         ):
-            if unit in done:
-                per_batch.append(done[unit])
+            if index in done:
+                per_unit.append(done[index])
                 continue
             if method == "fast":
-                values = _fast_batch(model, batch, settings)
+                values = _fast_chunk(model, unit, settings)
             else:
-                values = _naive_batch(model, batch, steerings)
+                values = _naive_batch(model, unit, steerings)
             if checkpoint is not None:
-                append_unit(checkpoint, unit, values)
-            per_batch.append(values)
+                append_unit(checkpoint, index, values)
+            per_unit.append(values)
+    assemble = assemble_shared if method == "fast" else assemble_scores
     return {
-        key: assemble_scores(requests, batches, [values[key] for values in per_batch])
-        for key in steerings
+        key: assemble(requests, units, [values[key] for values in per_unit]) for key in steerings
     }

@@ -29,8 +29,6 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
-from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
 
 from lens_steer.tokens import TokenBatch, encode, pad_id, pad_sequences
 
@@ -79,7 +77,7 @@ class ScoringBatch:
     score_target: Int[Tensor, " token"]
 
 
-def _encode_request(
+def encode_request(
     model: HookedTransformer, request: ScoringRequest, index: int
 ) -> list[tuple[list[int], int]]:
     name = request.id or f"request {index}"
@@ -127,9 +125,7 @@ def prepare_batches(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sequences: list[tuple[int, int, list[int], int]] = []
     for request_index, request in enumerate(requests):
-        for option_index, (ids, n_cont) in enumerate(
-            _encode_request(model, request, request_index)
-        ):
+        for option_index, (ids, n_cont) in enumerate(encode_request(model, request, request_index)):
             sequences.append((request_index, option_index, ids, n_cont))
     # Longest first: similar lengths share a batch (little padding) and the peak comes early.
     sequences.sort(key=lambda seq: (-len(seq[2]), seq[0], seq[1]))
@@ -237,128 +233,6 @@ def assemble_scores(
     ]
 
 
-@dataclass(frozen=True)
-class SharedPrompt:
-    """One request split for prompt sharing: its prompt ids and each option's continuation."""
-
-    index: int
-    prompt: list[int]
-    continuations: list[list[int]]
-
-
-def _split_request(model: HookedTransformer, request: ScoringRequest, index: int) -> SharedPrompt:
-    encoded = _encode_request(model, request, index)
-    first_ids, first_n = encoded[0]
-    prompt = first_ids[: len(first_ids) - first_n]
-    return SharedPrompt(index, prompt, [ids[len(ids) - n :] for ids, n in encoded])
-
-
-def _repeat_cache(
-    cache: TransformerLensKeyValueCache, index: Int[Tensor, " row"]
-) -> TransformerLensKeyValueCache:
-    """A new cache whose row ``i`` is row ``index[i]`` of ``cache`` (one row per option)."""
-    entries = [
-        TransformerLensKeyValueCacheEntry(entry.past_keys[index], entry.past_values[index])
-        for entry in cache.entries
-    ]
-    return TransformerLensKeyValueCache(entries, cache.previous_attention_mask[index])
-
-
-def _score_shared_chunk(
-    model: HookedTransformer, chunk: Sequence[SharedPrompt]
-) -> list[list[float]]:
-    """Summed continuation log-probs of every option of ``chunk``, each prompt run once."""
-    device = model.W_U.device
-    n_layers = model.cfg.n_layers
-    prompts = pad_sequences([item.prompt for item in chunk], pad_token_id=pad_id(model))
-    prompts = prompts.to(device)
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, len(chunk))
-    prompt_resid = model(
-        prompts.tokens,
-        attention_mask=prompts.attention_mask,
-        past_kv_cache=cache,
-        stop_at_layer=n_layers,
-    )
-    options = [(row, cont) for row, item in enumerate(chunk) for cont in item.continuations]
-    rows = torch.tensor([row for row, _ in options], dtype=torch.long, device=device)
-    first_tokens = torch.tensor([cont[0] for _, cont in options], dtype=torch.long, device=device)
-    # Left padding: every prompt ends in the last column, whose logits predict token one.
-    totals = token_logprobs(model, prompt_resid[rows, -1], first_tokens)
-    longer = [i for i, (_, cont) in enumerate(options) if len(cont) > 1]
-    if longer:
-        inputs = pad_sequences(
-            [options[i][1][:-1] for i in longer], pad_token_id=pad_id(model), padding_side="right"
-        ).to(device)
-        option_resid = model(
-            inputs.tokens,
-            attention_mask=inputs.attention_mask,
-            past_kv_cache=_repeat_cache(cache, rows[longer]),
-            stop_at_layer=n_layers,
-        )
-        # Right padding: position j of an option's input predicts its continuation token j + 1.
-        picks = [
-            (k, j, options[i][1][j + 1], i)
-            for k, i in enumerate(longer)
-            for j in range(len(options[i][1]) - 1)
-        ]
-        row_ids, pos_ids, targets, owners = (
-            torch.tensor(column, dtype=torch.long, device=device)
-            for column in zip(*picks, strict=True)
-        )
-        rest = token_logprobs(model, option_resid[row_ids, pos_ids], targets)
-        totals = totals.index_add(0, owners, rest)
-    values = totals.tolist()
-    out, at = [], 0
-    for item in chunk:
-        out.append(values[at : at + len(item.continuations)])
-        at += len(item.continuations)
-    return out
-
-
-def shared_prompt_chunks(
-    model: HookedTransformer, requests: Sequence[ScoringRequest], *, batch_size: int = 16
-) -> list[list[SharedPrompt]]:
-    """Split every request into prompt and continuations; group prompts, longest first."""
-    if not requests:
-        raise ValueError("No scoring requests given")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    split = [_split_request(model, request, index) for index, request in enumerate(requests)]
-    split.sort(key=lambda item: (-len(item.prompt), item.index))
-    return [split[start : start + batch_size] for start in range(0, len(split), batch_size)]
-
-
-def score_shared_prompts(
-    model: HookedTransformer,
-    requests: Sequence[ScoringRequest],
-    *,
-    batch_size: int = 16,
-    show_progress: bool = True,
-) -> list[OptionScores]:
-    """Continuation log-probabilities, each prompt run once for all of its options.
-
-    Prompts are sorted by length and run ``batch_size`` at a time; see the module docstring
-    for how the options reuse the prompt's KV cache. Hooks active on the model see the
-    prompt pass and then the option pass (positions restarting at 0 in the second), so only
-    position-independent hooks give the same result as the concatenated sequences.
-    """
-    chunks = shared_prompt_chunks(model, requests, batch_size=batch_size)
-    logprobs: list[list[float]] = [[] for _ in requests]
-    with torch.inference_mode():
-        for chunk in tqdm(chunks, desc="scoring", disable=not show_progress):
-            for item, values in zip(chunk, _score_shared_chunk(model, chunk), strict=True):
-                logprobs[item.index] = values
-    n_tokens = {
-        item.index: tuple(len(cont) for cont in item.continuations)
-        for chunk in chunks
-        for item in chunk
-    }
-    return [
-        OptionScores(request.id, tuple(logprobs[index]), n_tokens[index])
-        for index, request in enumerate(requests)
-    ]
-
-
 def score_options(
     model: HookedTransformer,
     requests: Sequence[ScoringRequest],
@@ -378,7 +252,8 @@ def score_options(
         batch_size: sequences (prompt + one option) per forward pass; prompts per pass when
             the prompts are shared.
         show_progress: show a tqdm bar over batches.
-        share_prompts: run each prompt once for all its options (:func:`score_shared_prompts`).
+        share_prompts: run each prompt once for all its options
+            (:func:`lens_steer.evaluate.shared.score_shared_prompts`).
             The default shares them when no hooks are given; pass ``True`` with hooks only if
             they act the same at every position (e.g. adding a vector everywhere).
 
@@ -391,6 +266,8 @@ def score_options(
     if share_prompts is None:
         share_prompts = not fwd_hooks
     if share_prompts:
+        from lens_steer.evaluate.shared import score_shared_prompts
+
         with model.hooks(fwd_hooks=list(fwd_hooks)):
             return score_shared_prompts(
                 model, requests, batch_size=batch_size, show_progress=show_progress
