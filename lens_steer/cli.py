@@ -39,7 +39,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add(
         "--data",
         default=defaults.data,
-        help="'builtin' (the shipped probe set) or a user JSONL file (default: %(default)s)",
+        help="'builtin' (the shipped probe set), a BLEnD folder (its questions replace the "
+        "localization set) or a user JSONL file (default: %(default)s)",
     )
     add(
         "--layers",

@@ -21,6 +21,7 @@ from transformer_lens import HookedTransformer
 from lens_steer._io import read_json, write_json_atomic
 from lens_steer.cache import ResidualSet
 from lens_steer.data import limit_probe_set, load_probe_set
+from lens_steer.data.blend_probe import blend_probe_set, is_blend_root
 from lens_steer.data.records import ENGLISH, LOC_LANGUAGES, ProbeSet
 from lens_steer.models import DEFAULT_MODEL, load_model
 from lens_steer.runs import RunFolder, open_run_folder
@@ -80,7 +81,11 @@ def validate_settings(settings: StudySettings) -> None:
         raise ValueError("Give at least one LOC language (--langs)")
     if settings.data != "builtin" and not Path(settings.data).exists():
         raise FileNotFoundError(
-            f"--data {settings.data} does not exist; give 'builtin' or a JSONL file"
+            f"--data {settings.data} does not exist; give 'builtin', a BLEnD folder or a JSONL file"
+        )
+    if Path(settings.data).is_dir() and not is_blend_root(settings.data):
+        raise ValueError(
+            f"--data {settings.data} is a folder without BLEnD's annotations/ and questions/"
         )
     if settings.limit is not None and settings.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {settings.limit}")
@@ -105,10 +110,16 @@ def validate_layers(settings: StudySettings, n_layers: int) -> None:
 
 
 def load_study_data(settings: StudySettings) -> ProbeSet:
-    """The probe set of the study: built-in or a user JSONL, restricted to the languages."""
+    """The probe set of the study, restricted to the languages and cut to ``limit``.
+
+    ``settings.data`` is ``"builtin"``, a BLEnD folder (its localization items replace the
+    built-in ones; see :mod:`lens_steer.data.blend_probe`) or a user JSONL file.
+    """
     langs = [ENGLISH, *settings.langs]
     if settings.data == "builtin":
         probe_set = load_probe_set(langs=langs)
+    elif is_blend_root(settings.data):
+        probe_set = blend_probe_set(settings.data, settings.langs, load_probe_set(langs=langs))
     else:
         from lens_steer.data import load_jsonl
 
