@@ -3,9 +3,9 @@
 One language's eval-split items are scored unsteered and under EN-steering at every layer and
 three relative alphas. The naive side runs, for every steering and batch, one full hooked forward
 with full logits (the steering's own ``fwd_hooks``). Ours is ``lens_steer.evaluate.sweep.
-layer_sweep`` (one clean forward per batch, each steering restarts from the cached residual of
-its layer, logits at the continuation positions only), which also computes the two scores with
-bootstrap intervals per point.
+layer_sweep`` (each prompt run once for its options, one clean forward per chunk of prompts,
+each steering restarts from the cached residuals of its layer, logits at the continuation
+positions only), which also computes the two scores with bootstrap intervals per point.
 
 Agreement is checked twice: the log-probs of ``score_steerings(method="fast")`` (the engine
 under ``layer_sweep``) against the naive ones (``max_abs_diff``), and every sweep point's
