@@ -91,5 +91,5 @@ def test_figures_are_written_as_offline_html_and_png(tmp_path):
         png = paths["png"].read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
         html = paths["html"].read_text()
-        assert '<script src="http' not in html and '<script src="plotly.min.js"' in html
+        assert 'src="http' not in html and 'src="plotly.min.js"' in html
     assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000  # one shared bundle

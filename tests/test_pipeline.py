@@ -114,8 +114,10 @@ def test_run_writes_every_file_of_the_contract(quick_run):
     out = quick_run
     for name in ("config.json", "results.json", "report.md"):
         assert (out / name).is_file()
+    assert (out / "figures" / "plotly.min.js").stat().st_size > 1_000_000
     for figure in FIGURES:
-        assert (out / "figures" / f"{figure}.html").stat().st_size > 100_000
+        html = (out / "figures" / f"{figure}.html").read_text()
+        assert 'src="plotly.min.js"' in html and '"data":' in html
         assert (out / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((out / "results.json").read_text())
     assert len(results["perpendicularity"]["ko"]) == 18
@@ -140,6 +142,22 @@ def test_run_writes_every_file_of_the_contract(quick_run):
     report = (out / "report.md").read_text()
     for figure in FIGURES:
         assert f"figures/{figure}.png" in report
+
+
+@pytest.mark.slow
+def test_run_on_a_blend_folder_scores_blend_localization_items(blend_root, tmp_path):
+    out = tmp_path / "blend-run"
+    argv = ["run", "--out", str(out), "--data", str(blend_root), *QUICK]
+    argv[argv.index("--layers") + 1 : argv.index("--alphas")] = ["10"]
+    assert cli.main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["data"] == str(blend_root)
+    results = json.loads((out / "results.json").read_text())
+    assert results["sweeps"]["ko"]["en"]["layers"] == [10]
+    unsteered = next(p for p in results["plane"]["ko"] if p["label"] == "unsteered")
+    # Three BLEnD eval items: the share is a multiple of 1/3 with an interval around it.
+    assert unsteered["localization"] * 3 == pytest.approx(round(unsteered["localization"] * 3))
+    assert unsteered["localization_ci"][0] <= unsteered["localization"]
 
 
 @pytest.mark.slow
