@@ -198,27 +198,27 @@ def test_killed_sweep_resumes_to_identical_results(quick_run, tmp_path, monkeypa
     shutil.rmtree(out / "steps" / "sweep")
     reference_sweep = (quick_run / "steps" / "sweep" / "sweep_ko.json").read_text()
 
-    real_batch = engine._fast_batch
+    real_chunk = engine._fast_chunk
     calls = {"n": 0}
 
-    def dying_batch(*args, **kwargs):
+    def dying_chunk(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 2:
             raise KeyboardInterrupt("simulated kill in the middle of the sweep")
-        return real_batch(*args, **kwargs)
+        return real_chunk(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "_fast_batch", dying_batch)
+    monkeypatch.setattr(engine, "_fast_chunk", dying_chunk)
     with pytest.raises(KeyboardInterrupt):
         cli.main(["run", "--out", str(out), *QUICK])
     checkpoint = out / "steps" / "sweep" / "sweep_ko.ckpt.jsonl"
     survived = checkpoint.read_text().splitlines()
-    assert len(survived) == 3  # the header and the two batches finished before the kill
+    assert len(survived) == 2  # the header and the prompt chunk finished before the kill
     assert not (out / "steps" / "sweep" / "_done.json").exists()
 
-    monkeypatch.setattr(engine, "_fast_batch", real_batch)
+    monkeypatch.setattr(engine, "_fast_chunk", real_chunk)
     assert cli.main(["run", "--out", str(out), *QUICK]) == 0
     assert (out / "steps" / "sweep" / "sweep_ko.json").read_text() == reference_sweep
     resumed = checkpoint.read_text().splitlines()
     reference = (quick_run / "steps" / "sweep" / "sweep_ko.ckpt.jsonl").read_text().splitlines()
-    assert len(resumed) == len(reference) > 3
-    assert resumed[:3] == survived  # reused, not recomputed
+    assert len(resumed) == len(reference) > 2
+    assert resumed[:2] == survived  # reused, not recomputed
