@@ -3,7 +3,7 @@ sweep → surgical → plane → report.
 
 Each step reads what earlier steps wrote, writes its own files atomically under
 ``steps/{step}/`` and marks itself done last, so ``run_study`` on an existing folder skips
-finished steps; the sweep and surgical steps also checkpoint every item batch, so a killed run
+finished steps; the sweep and surgical steps also checkpoint every prompt chunk, so a killed run
 resumes inside them. The CLI and the notebook call these functions; nothing here is specific to
 the shell.
 """
