@@ -112,8 +112,12 @@ def sweep_figure(sweep: LayerSweep) -> go.Figure:
             f"{settings.get('split')} (n = {settings.get('n_transfer')} MC, "
             f"{settings.get('n_localization')} localization items), 95% bootstrap CIs"
         ),
-        width=1200, height=420 * len(kinds) + 120, template="plotly_white",
-        legend={"title": {"text": "steering scale"}},
+        width=1200, height=420 * len(kinds) + 160, template="plotly_white",
+        legend={
+            "title": {"text": "steering scale"}, "orientation": "h",
+            "yanchor": "top", "y": -0.08, "x": 0,
+        },
+        margin={"b": 110},
     )  # fmt: skip
     return fig
 
