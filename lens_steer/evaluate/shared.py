@@ -174,36 +174,81 @@ class SharedBatch:
         self, model: HookedTransformer, state: PromptState, start: int, stop: int
     ) -> PromptState:
         """Blocks ``start..stop-1``: the prompts, then the options over the prompts' new keys."""
-        if start >= stop:
-            return state
-        prompts, options = state
-        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.W_U.device, len(self))
+        return self.run_tiled(model, [state], start, stop)[0]
+
+    def run_tiled(
+        self, model: HookedTransformer, states: Sequence[PromptState], start: int, stop: int
+    ) -> list[PromptState]:
+        """:meth:`run` for several states of this batch at once, stacked along the batch.
+
+        Steerings that add different vectors at the same layer and nothing after it continue
+        through the same blocks: one forward over ``len(states)`` copies of the batch does
+        fewer, larger matmuls than one forward per steering.
+        """
+        if start >= stop or not states:
+            return list(states)
+        copies, n_prompts = len(states), len(self)
+        prompts = torch.cat([state[0] for state in states]) if copies > 1 else states[0][0]
+        cache = TransformerLensKeyValueCache.init_cache(
+            model.cfg, model.W_U.device, copies * n_prompts
+        )
         prompts = model(
             prompts,
             start_at_layer=start,
             stop_at_layer=stop,
-            attention_mask=self.prompts.attention_mask,
+            attention_mask=self.prompts.attention_mask.repeat(copies, 1),
             past_kv_cache=cache,
         )
-        if options is not None:
+        option_states = [state[1] for state in states]
+        options = None
+        if self.input_mask is not None and all(o is not None for o in option_states):
+            rows = torch.cat([self.input_rows + copy * n_prompts for copy in range(copies)])
             options = model(
-                options,
+                torch.cat([o for o in option_states if o is not None]),
                 start_at_layer=start,
                 stop_at_layer=stop,
-                attention_mask=self.input_mask,
-                past_kv_cache=repeat_cache(cache, self.input_rows),
+                attention_mask=self.input_mask.repeat(copies, 1),
+                past_kv_cache=repeat_cache(cache, rows),
             )
-        return prompts, options
+        n_inputs = len(self.input_rows)
+        return [
+            (
+                prompts[copy * n_prompts : (copy + 1) * n_prompts],
+                None if options is None else options[copy * n_inputs : (copy + 1) * n_inputs],
+            )
+            for copy in range(copies)
+        ]
+
+    def picked(self, final: PromptState) -> Float[Tensor, "token d_model"]:
+        """The final residuals whose logits score a continuation token, in :attr:`targets` order.
+
+        Left padding: every prompt ends in the last column, whose logits predict each option's
+        first token; the later tokens come from the option inputs.
+        """
+        prompts, options = final
+        first = prompts[self.first_row, -1]
+        if options is None or not len(self.rest_row):
+            return first
+        return torch.cat([first, options[self.rest_row, self.rest_pos]])
+
+    @property
+    def targets(self) -> Int[Tensor, " token"]:
+        """The token ids :meth:`picked` rows predict."""
+        if self.inputs is None:
+            return self.first_target
+        return torch.cat([self.first_target, self.rest_target])
+
+    def sum_options(self, token_values: Float[Tensor, " token"]) -> list[float]:
+        """Per-token log-probs (:meth:`picked` order) summed per option (chunk order)."""
+        n_first = len(self.first_target)
+        totals = token_values[:n_first]
+        if len(token_values) > n_first:
+            totals = totals.index_add(0, self.rest_owner, token_values[n_first:])
+        return [float(value) for value in totals.tolist()]
 
     def logprobs(self, model: HookedTransformer, final: PromptState) -> list[float]:
         """Summed continuation log-prob of every option (chunk order) from final residuals."""
-        prompts, options = final
-        # Left padding: every prompt ends in the last column, whose logits predict token one.
-        totals = token_logprobs(model, prompts[self.first_row, -1], self.first_target)
-        if options is not None and len(self.rest_row):
-            rest = token_logprobs(model, options[self.rest_row, self.rest_pos], self.rest_target)
-            totals = totals.index_add(0, self.rest_owner, rest)
-        return [float(value) for value in totals.tolist()]
+        return self.sum_options(token_logprobs(model, self.picked(final), self.targets))
 
     def __len__(self) -> int:
         return len(self.n_options)
