@@ -1,6 +1,6 @@
 """Reproduce the steering figures of the study: layer sweeps, surgical search, the plane.
 
-Usage (from the repository root; 18 minutes on 2 idle CPU cores with the defaults)::
+Usage (from the repository root; 13 minutes on 2 idle CPU cores with the defaults)::
 
     HF_HUB_OFFLINE=1 .venv/bin/python analyses/steering.py --out figures/
 
