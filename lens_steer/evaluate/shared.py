@@ -32,6 +32,7 @@ from lens_steer.evaluate.scoring import (
     encode_request,
     token_logprobs,
 )
+from lens_steer.hooks import resid_hook_name
 from lens_steer.tokens import TokenBatch, pad_id, pad_sequences
 
 PromptState = tuple[Tensor, Tensor | None]
@@ -145,7 +146,7 @@ class SharedBatch:
     ) -> dict[int, PromptState]:
         """Clean ``resid_post`` of both parts at ``layers`` (and the final one), one pass each."""
         n_layers = model.cfg.n_layers
-        names = {f"blocks.{layer}.hook_resid_post": layer for layer in {*layers, n_layers - 1}}
+        names = {resid_hook_name(layer): layer for layer in {*layers, n_layers - 1}}
         cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.W_U.device, len(self))
         _, prompt_acts = model.run_with_cache(
             self.prompts.tokens,
