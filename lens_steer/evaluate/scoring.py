@@ -7,15 +7,12 @@ all requests are sorted by length and run in left-padded batches with an attenti
 final residual only: the 262k-token unembedding is applied at the continuation positions alone,
 with a plain matmul (``model.unembed`` copies ``W_U.T`` on every call; SPEC §7).
 
-Without hooks, :func:`score_options` also shares each prompt across its options: the prompts
-run once, left-padded, filling a KV cache; the first continuation token of every option is read
-off the prompt's last position; only options of two or more tokens run again, over their own
-tokens (minus the last), on the prompt's cache repeated once per option. The tokens and
-positions are those of the concatenated sequence, so the log-probs are the same to float
-precision (tests hold them to 1e-4 on Gemma 3 270M).
+Without hooks, :func:`score_options` also runs each prompt once for all of its options
+(:mod:`lens_steer.evaluate.shared`), to the same log-probs within float precision.
 
-The batching is exposed (:func:`prepare_batches`, :func:`continuation_logprobs`) so that the
-sweeps in :mod:`lens_steer.evaluate.sweep` can produce the final residual their own way.
+The batching is exposed (:func:`prepare_batches`, :func:`continuation_logprobs`,
+:func:`token_logprobs`) for the naive hooked loop of :mod:`lens_steer.evaluate.engine` and the
+benchmarks.
 """
 
 from __future__ import annotations

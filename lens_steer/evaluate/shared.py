@@ -255,27 +255,6 @@ class SharedBatch:
         return len(self.n_options)
 
 
-def full_forward(model: HookedTransformer, batch: SharedBatch) -> PromptState:
-    """Final residuals of both parts of the batch (no unembedding), hooks as attached."""
-    n_layers = model.cfg.n_layers
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.W_U.device, len(batch))
-    prompts: Float[Tensor, "batch pos d_model"] = model(
-        batch.prompts.tokens,
-        attention_mask=batch.prompts.attention_mask,
-        past_kv_cache=cache,
-        stop_at_layer=n_layers,
-    )
-    options = None
-    if batch.inputs is not None:
-        options = model(
-            batch.inputs.tokens,
-            attention_mask=batch.inputs.attention_mask,
-            past_kv_cache=repeat_cache(cache, batch.input_rows),
-            stop_at_layer=n_layers,
-        )
-    return prompts, options
-
-
 def assemble_shared(
     requests: Sequence[ScoringRequest],
     chunks: Sequence[Sequence[SharedPrompt]],
@@ -317,5 +296,6 @@ def score_shared_prompts(
     with torch.inference_mode():
         for chunk in tqdm(chunks, desc="scoring", disable=not show_progress):
             batch = SharedBatch.build(model, chunk)
-            values.append(batch.logprobs(model, full_forward(model, batch)))
+            final = batch.clean_states(model, [])[model.cfg.n_layers - 1]
+            values.append(batch.logprobs(model, final))
     return assemble_shared(requests, chunks, values)
