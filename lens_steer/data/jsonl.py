@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from lens_steer._io import write_jsonl_atomic
-from lens_steer.data.records import LocalizationItem, ParallelItem, ProbeSet, TransferItem
+from lens_steer.data.records import (
+    BlendItem,
+    FactItem,
+    LocalizationItem,
+    ParallelItem,
+    ProbeSet,
+    TransferItem,
+)
 from lens_steer.data.schema import ProbeRecord, RecordError, parse_record, record_to_dict
 
 
@@ -92,15 +99,26 @@ def probe_set_from_records(records: Iterable[ProbeRecord], version: str = "") ->
     transfer: list[TransferItem] = []
     localization: list[LocalizationItem] = []
     parallel: list[ParallelItem] = []
+    facts: list[FactItem] = []
+    blend: list[BlendItem] = []
     for record in records:
         if isinstance(record, TransferItem):
             transfer.append(record)
         elif isinstance(record, LocalizationItem):
             localization.append(record)
+        elif isinstance(record, FactItem):
+            facts.append(record)
+        elif isinstance(record, BlendItem):
+            blend.append(record)
         else:
             parallel.append(record)
     return ProbeSet(
-        transfer=transfer, localization=localization, parallel=parallel, version=version
+        transfer=transfer,
+        localization=localization,
+        parallel=parallel,
+        version=version,
+        facts=facts,
+        blend=blend,
     )
 
 
@@ -127,6 +145,12 @@ def write_jsonl(probe_set: ProbeSet, path: str | Path) -> Path:
     rows: list[dict[str, Any]] = []
     if probe_set.version:
         rows.append({"kind": "meta", "version": probe_set.version})
-    records: list[ProbeRecord] = [*probe_set.transfer, *probe_set.localization, *probe_set.parallel]
+    records: list[ProbeRecord] = [
+        *probe_set.transfer,
+        *probe_set.localization,
+        *probe_set.parallel,
+        *probe_set.facts,
+        *probe_set.blend,
+    ]
     rows.extend(record_to_dict(record) for record in records)
     return write_jsonl_atomic(path, rows)

@@ -36,6 +36,30 @@ class TransferItem:
 
 
 @dataclass(frozen=True)
+class FactItem:
+    """A culture-independent fact as a cloze prompt in one language (transfer v2).
+
+    ``prompt`` is the text right before the answer ("The capital of Canada is"); ``answer`` and
+    ``distractors`` (same type: all cities, all numbers, ...) are the options, answer first when
+    scored. ``group`` is shared by the translations of the same fact in every language.
+    """
+
+    id: str
+    group: str
+    lang: str
+    split: Split
+    topic: str
+    prompt: str
+    answer: str
+    distractors: tuple[str, ...]
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The answer followed by the distractors (the order options are scored in)."""
+        return (self.answer, *self.distractors)
+
+
+@dataclass(frozen=True)
 class LocalizationItem:
     """A culture-dependent question asked in a LOC language, implicitly and explicitly.
 
@@ -134,12 +158,16 @@ class ProbeSet:
     localization: list[LocalizationItem]
     parallel: list[ParallelItem]
     version: str = ""
+    facts: list[FactItem] = field(default_factory=list)
+    blend: list[BlendItem] = field(default_factory=list)
 
     @property
     def langs(self) -> tuple[str, ...]:
         seen = {item.lang for item in self.transfer}
         seen |= {item.lang for item in self.localization}
         seen |= {item.lang for item in self.parallel}
+        seen |= {item.lang for item in self.facts}
+        seen |= {item.lang for item in self.blend}
         return tuple(lang for lang in PROBE_LANGUAGES if lang in seen) + tuple(
             sorted(seen - set(PROBE_LANGUAGES))
         )

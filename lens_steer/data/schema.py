@@ -7,6 +7,11 @@ One record per line, a JSON object whose ``kind`` names its type:
   "local_answer", "us_answer", "english_implicit", "english_explicit", "english_local_answer",
   "english_us_answer"}``
 * ``{"kind": "parallel", "id", "group", "lang", "split", "text"}``
+* ``{"kind": "fact", "id", "group", "lang", "split", "topic", "prompt", "answer",
+  "distractors"}`` (transfer v2: a cloze prompt, its answer and at least 3 distractors)
+* ``{"kind": "blend", "id", "lang", "split", "country", "topic", "explicit", "implicit",
+  "english", "english_implicit", "answers", "us_answers"}`` (a BLEnD question; each answer is
+  ``{"text", "english", "votes", "aliases", "english_aliases"}``; ``english_implicit`` may be "")
 * ``{"kind": "meta", "version": "1.0"}`` (optional; gives ``ProbeSet.version``)
 
 Every field is required and no other field is allowed, so a misspelt key is an error rather
@@ -20,6 +25,9 @@ from typing import Any, cast
 
 from lens_steer.data.records import (
     SPLITS,
+    BlendAnswer,
+    BlendItem,
+    FactItem,
     LocalizationItem,
     ParallelItem,
     Split,
@@ -27,18 +35,22 @@ from lens_steer.data.records import (
 )
 from lens_steer.data.templates import QA_CUES
 
-ProbeRecord = TransferItem | LocalizationItem | ParallelItem
+ProbeRecord = TransferItem | LocalizationItem | ParallelItem | FactItem | BlendItem
 
 # Languages a record may use: those the templates can prompt in.
 SUPPORTED_LANGUAGES: tuple[str, ...] = tuple(QA_CUES)
 
-RECORD_TYPES: dict[str, type[TransferItem] | type[LocalizationItem] | type[ParallelItem]] = {
+RECORD_TYPES: dict[str, type] = {
     "transfer": TransferItem,
     "localization": LocalizationItem,
     "parallel": ParallelItem,
+    "fact": FactItem,
+    "blend": BlendItem,
 }
 META_FIELDS = ("kind", "version")
 MIN_OPTIONS = 2
+MIN_DISTRACTORS = 3
+ANSWER_FIELDS = ("text", "english", "votes", "aliases", "english_aliases")
 
 
 class RecordError(ValueError):
@@ -155,11 +167,15 @@ def parse_record(obj: Any, *, source: str, line: int) -> ProbeRecord | str:
         raise RecordError(source, line, f"unknown kind {kind!r}; expected one of {known}", "kind")
     _check_keys(obj, record_fields(kind), source, line)
     record_id = _text(obj, "id", source, line)
+    if kind == "blend":
+        return _blend_item(obj, record_id, source, line)
     group = _text(obj, "group", source, line)
     lang = _lang(obj, source, line)
     split = _split(obj, source, line)
     if kind == "parallel":
         return ParallelItem(record_id, group, lang, split, text=_text(obj, "text", source, line))
+    if kind == "fact":
+        return _fact_item(obj, record_id, group, lang, split, source, line)
     if kind == "transfer":
         options = _options(obj, source, line)
         return TransferItem(
@@ -184,11 +200,99 @@ def parse_record(obj: Any, *, source: str, line: int) -> ProbeRecord | str:
     return LocalizationItem(record_id, group, lang, split, **texts)
 
 
+def _fact_item(
+    obj: dict[str, Any], record_id: str, group: str, lang: str, split: Split, source: str, line: int
+) -> FactItem:
+    prompt = _text(obj, "prompt", source, line)
+    answer = _text(obj, "answer", source, line)
+    value = obj["distractors"]
+    if not isinstance(value, list) or len(value) < MIN_DISTRACTORS:
+        raise RecordError(
+            source, line, f"expected a list of at least {MIN_DISTRACTORS} strings", "distractors"
+        )
+    options = _options({"options": [answer, *value]}, source, line)
+    return FactItem(
+        record_id,
+        group,
+        lang,
+        split,
+        topic=_text(obj, "topic", source, line),
+        prompt=prompt,
+        answer=answer,
+        distractors=options[1:],
+    )
+
+
+def _blend_answers(
+    obj: dict[str, Any], name: str, source: str, line: int
+) -> tuple[BlendAnswer, ...]:
+    value = obj[name]
+    if not isinstance(value, list):
+        raise RecordError(source, line, "expected a list of answer objects", name)
+    answers = []
+    for position, entry in enumerate(value):
+        where = f"{name}[{position}]"
+        if not isinstance(entry, dict) or set(entry) != set(ANSWER_FIELDS):
+            raise RecordError(
+                source,
+                line,
+                f"each answer needs exactly the keys {', '.join(ANSWER_FIELDS)}",
+                where,
+            )
+        votes = entry["votes"]
+        if isinstance(votes, bool) or not isinstance(votes, int) or votes < 0:
+            raise RecordError(
+                source, line, f"votes must be a non-negative integer, got {votes!r}", where
+            )
+        texts = [entry["text"], entry["english"], *entry["aliases"], *entry["english_aliases"]]
+        if not all(isinstance(text, str) for text in texts) or not entry["text"].strip():
+            raise RecordError(source, line, "answer texts must be strings, text non-empty", where)
+        answers.append(
+            BlendAnswer(
+                entry["text"],
+                entry["english"],
+                votes,
+                tuple(entry["aliases"]),
+                tuple(entry["english_aliases"]),
+            )
+        )
+    return tuple(answers)
+
+
+def _blend_item(obj: dict[str, Any], record_id: str, source: str, line: int) -> BlendItem:
+    english_implicit = obj["english_implicit"]
+    if not isinstance(english_implicit, str):
+        raise RecordError(source, line, "expected a string", "english_implicit")
+    answers = _blend_answers(obj, "answers", source, line)
+    if not answers:
+        raise RecordError(source, line, "a BLEnD item needs at least one gold answer", "answers")
+    return BlendItem(
+        id=record_id,
+        lang=_lang(obj, source, line),
+        split=_split(obj, source, line),
+        country=_text(obj, "country", source, line),
+        topic=_text(obj, "topic", source, line),
+        explicit=_text(obj, "explicit", source, line),
+        implicit=_text(obj, "implicit", source, line),
+        english=_text(obj, "english", source, line),
+        answers=answers,
+        us_answers=_blend_answers(obj, "us_answers", source, line),
+        english_implicit=english_implicit,
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BlendAnswer):
+        return {name: _plain(getattr(value, name)) for name in ANSWER_FIELDS}
+    if isinstance(value, tuple | list):
+        return [_plain(entry) for entry in value]
+    return value
+
+
 def record_to_dict(record: ProbeRecord) -> dict[str, Any]:
-    """The JSONL object of a record (``kind`` first, options as a list)."""
+    """The JSONL object of a record (``kind`` first, tuples as lists)."""
     kind = next(name for name, cls in RECORD_TYPES.items() if isinstance(record, cls))
     row: dict[str, Any] = {"kind": kind}
     for name in record_fields(kind)[1:]:
-        value = getattr(record, name)
-        row[name] = list(value) if isinstance(value, tuple) else value
+        row[name] = _plain(getattr(record, name))
     return row
