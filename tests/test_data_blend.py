@@ -156,7 +156,7 @@ def test_splits_are_a_stable_hash_of_the_id(blend_root):
 
 
 def test_country_names_are_resolved_and_unknown_ones_listed():
-    assert resolve_country("south korea").stem == "South_Korea"
+    assert resolve_country("south korea").name == "South_Korea"
     assert resolve_country("Northern Nigeria").lang == "ha"
     assert len(BLEND_COUNTRIES) == 16
     assert {info.lang for info in BLEND_COUNTRIES.values()} == {

@@ -18,7 +18,8 @@ from lens_steer.data import (
     parallel_prompt,
     transfer_prompt,
 )
-from lens_steer.data.templates import QA_CUES, qa_prompt
+from lens_steer.data.languages import languages
+from lens_steer.data.templates import qa_prompt
 
 KO_LOC = LocalizationItem(
     id="loc-ko-001",
@@ -135,7 +136,7 @@ def test_parallel_prompt_is_the_sentence():
 
 
 def test_qa_prompt_knows_every_blend_language_and_rejects_others():
-    assert set(QA_CUES) == {
+    assert {lang.code for lang in languages()} == {
         "en",
         "ko",
         "zh",
@@ -151,6 +152,6 @@ def test_qa_prompt_knows_every_blend_language_and_rejects_others():
         "su",
     }
     with pytest.raises(
-        ValueError, match=r"No question/answer template for language 'ja'; known: en, ko"
+        ValueError, match=r"unknown language code .ja.; known: en, ko"
     ):
         qa_prompt("質問", "ja")

@@ -17,54 +17,24 @@ from pathlib import Path
 from typing import Any
 
 from lens_steer.data.blend_implicit import RULES, DerivationError, english_rules
+from lens_steer.data.languages import Country, countries
 from lens_steer.data.records import SPLITS, BlendAnswer, BlendItem, BlendSet, Split
 
-
-@dataclass(frozen=True)
-class BlendCountry:
-    """A BLEnD country or region: its file stem and the language its questions are in."""
-
-    stem: str
-    lang: str
-    english_name: str
-    region: bool = False
-
-
-# The 16 countries/regions of BLEnD and the language of their questions.
-COUNTRIES: dict[str, BlendCountry] = {
-    country.stem: country
-    for country in (
-        BlendCountry("US", "en", "United States"),
-        BlendCountry("UK", "en", "United Kingdom"),
-        BlendCountry("China", "zh", "China"),
-        BlendCountry("Spain", "es", "Spain"),
-        BlendCountry("Mexico", "es", "Mexico"),
-        BlendCountry("Indonesia", "id", "Indonesia"),
-        BlendCountry("West_Java", "su", "West Java", region=True),
-        BlendCountry("Assam", "as", "Assam", region=True),
-        BlendCountry("Greece", "el", "Greece"),
-        BlendCountry("Ethiopia", "am", "Ethiopia"),
-        BlendCountry("Northern_Nigeria", "ha", "Northern Nigeria", region=True),
-        BlendCountry("Azerbaijan", "az", "Azerbaijan"),
-        BlendCountry("North_Korea", "ko", "North Korea"),
-        BlendCountry("South_Korea", "ko", "South Korea"),
-        BlendCountry("Algeria", "ar", "Algeria"),
-        BlendCountry("Iran", "fa", "Iran"),
-    )
-}
+# The 16 countries/regions of BLEnD and the language of their questions (from the registry).
+COUNTRIES: dict[str, Country] = {info.name: info for info in countries() if info.blend}
 
 # Fractions of BLEnD ids in the fit and dev splits; the rest is eval.
 SPLIT_FRACTIONS = (0.5, 0.2)
 US_STEM = "US"
 
 
-def resolve_country(country: str) -> BlendCountry:
+def resolve_country(name: str) -> Country:
     """Accept ``"South_Korea"``, ``"South Korea"`` or ``"south korea"``; list the 16 otherwise."""
-    key = country.strip().replace(" ", "_").casefold()
+    key = name.strip().replace(" ", "_").casefold()
     for stem, info in COUNTRIES.items():
         if stem.casefold() == key:
             return info
-    raise ValueError(f"Unknown BLEnD country {country!r}; BLEnD has {', '.join(COUNTRIES)}")
+    raise ValueError(f"Unknown BLEnD country {name!r}; BLEnD has {', '.join(COUNTRIES)}")
 
 
 def blend_split(question_id: str) -> Split:
@@ -145,9 +115,9 @@ class _UsAnswers:
     by_id: dict[str, tuple[BlendAnswer, ...]]
 
 
-def _us_answers(root: Path, country: BlendCountry) -> _UsAnswers:
+def _us_answers(root: Path, country: Country) -> _UsAnswers:
     path = _annotation_path(root, US_STEM)
-    if country.stem == US_STEM or not path.is_file():
+    if country.name == US_STEM or not path.is_file():
         return _UsAnswers({})
     data = _read_annotations(path)
     return _UsAnswers(
@@ -179,8 +149,8 @@ def load_blend(root: str | Path, country: str, *, split: Split | None = None) ->
         raise FileNotFoundError(f"BLEnD root folder not found: {root}")
     if split is not None and split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    annotation_path = _annotation_path(root, info.stem)
-    questions_path = root / "questions" / f"{info.stem}_questions.csv"
+    annotation_path = _annotation_path(root, info.name)
+    questions_path = root / "questions" / f"{info.name}_questions.csv"
     data = _read_annotations(annotation_path)
     topics = _read_topics(questions_path)
     missing = sorted(set(data) - set(topics))
@@ -189,8 +159,8 @@ def load_blend(root: str | Path, country: str, *, split: Split | None = None) ->
             f"{questions_path.name}: no row for question id(s) {missing[:5]} of {annotation_path.name}"
         )
     us = _us_answers(root, info)
-    rules = RULES[info.stem]
-    english = english_rules(info.stem)
+    rules = RULES[info.name]
+    english = english_rules(info.name)
     items: list[BlendItem] = []
     skipped: dict[str, str] = {}
     for question_id, entry in data.items():
@@ -220,7 +190,7 @@ def load_blend(root: str | Path, country: str, *, split: Split | None = None) ->
                 id=question_id,
                 lang=info.lang,
                 split=item_split,
-                country=info.stem,
+                country=info.name,
                 topic=topics[question_id],
                 explicit=explicit,
                 implicit=implicit,
@@ -230,4 +200,4 @@ def load_blend(root: str | Path, country: str, *, split: Split | None = None) ->
                 english_implicit=english_implicit,
             )
         )
-    return BlendSet(country=info.stem, lang=info.lang, items=tuple(items), skipped=skipped)
+    return BlendSet(country=info.name, lang=info.lang, items=tuple(items), skipped=skipped)

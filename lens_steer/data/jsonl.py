@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lens_steer._io import write_jsonl_atomic
+from lens_steer.data.languages import register_country, register_language
 from lens_steer.data.records import (
     BlendItem,
     FactItem,
@@ -20,7 +21,14 @@ from lens_steer.data.records import (
     ProbeSet,
     TransferItem,
 )
-from lens_steer.data.schema import ProbeRecord, RecordError, parse_record, record_to_dict
+from lens_steer.data.schema import (
+    MetaRecord,
+    ProbeRecord,
+    RecordError,
+    parse_meta,
+    parse_record,
+    record_to_dict,
+)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -36,21 +44,38 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON value")
 
 
-def parse_line(text: str, *, source: str, line: int) -> ProbeRecord | str:
-    """Parse one JSONL line (not blank) into a record or a meta version string."""
+def _parse_json(text: str, *, source: str, line: int) -> Any:
     try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
     except json.JSONDecodeError as error:
         raise RecordError(
             source, line, f"invalid JSON ({error.msg} at column {error.colno})"
         ) from None
     except ValueError as error:
         raise RecordError(source, line, f"invalid JSON ({error})") from None
-    return parse_record(obj, source=source, line=line)
+
+
+def parse_line(text: str, *, source: str, line: int) -> ProbeRecord | MetaRecord:
+    """Parse one JSONL line (not blank) into a record or a meta record."""
+    return parse_record(_parse_json(text, source=source, line=line), source=source, line=line)
+
+
+def _register_declared(meta: MetaRecord, source: str, line: int) -> None:
+    try:
+        for lang in meta.languages:
+            register_language(lang, source=f"{source} line {line}")
+        for info in meta.countries:
+            register_country(info, source=f"{source} line {line}")
+    except ValueError as err:
+        raise RecordError(source, line, str(err), "languages") from None
 
 
 def read_records(path: str | Path) -> tuple[list[ProbeRecord], str]:
     """All records of a JSONL file, in file order, and its version ("" without a meta line).
+
+    Meta lines are read first: the languages and countries they declare are registered (see
+    :mod:`lens_steer.data.languages`) before the other lines are validated. Errors name the
+    file by its full path, the line and the field.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -58,29 +83,38 @@ def read_records(path: str | Path) -> tuple[list[ProbeRecord], str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Probe data file not found: {path}")
-    source = path.name
+        raise FileNotFoundError(f"Probe data file not found: {path.resolve()}")
+    source = str(path.resolve())
     try:
         content = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(
             f"{source}: not UTF-8 text ({error.reason} at byte {error.start})"
         ) from None
+    # Split on "\n" only: str.splitlines would also break inside texts holding U+2028 etc.
+    lines = [
+        (number, _parse_json(text, source=source, line=number))
+        for number, text in enumerate(content.split("\n"), start=1)
+        if text.strip()
+    ]
+    version, version_line = "", 0
+    for number, obj in lines:
+        if isinstance(obj, dict) and obj.get("kind") == "meta":
+            meta = parse_meta(obj, source=source, line=number)
+            if version and meta.version != version:
+                raise RecordError(
+                    source,
+                    number,
+                    f"{meta.version!r} disagrees with line {version_line}",
+                    "version",
+                )
+            version, version_line = meta.version, number
+            _register_declared(meta, source, number)
     records: list[ProbeRecord] = []
     first_line: dict[str, int] = {}
-    version = ""
-    version_line = 0
-    # Split on "\n" only: str.splitlines would also break inside texts holding U+2028 etc.
-    for number, text in enumerate(content.split("\n"), start=1):
-        if not text.strip():
-            continue
-        parsed = parse_line(text, source=source, line=number)
-        if isinstance(parsed, str):
-            if version and parsed != version:
-                raise RecordError(
-                    source, number, f"{parsed!r} disagrees with line {version_line}", "version"
-                )
-            version, version_line = parsed, number
+    for number, obj in lines:
+        parsed = parse_record(obj, source=source, line=number)
+        if isinstance(parsed, MetaRecord):
             continue
         if parsed.id in first_line:
             raise RecordError(

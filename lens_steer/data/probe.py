@@ -15,7 +15,7 @@ from lens_steer.data.records import ENGLISH, PROBE_LANGUAGES, SPLITS, ProbeSet, 
 from lens_steer.data.schema import ProbeRecord
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
-PROBE_FILES = ("transfer.jsonl", "localization.jsonl", "parallel.jsonl")
+PROBE_FILES = ("transfer.jsonl", "localization.jsonl", "parallel.jsonl", "facts.jsonl")
 
 
 def _as_tuple(
@@ -36,6 +36,8 @@ def _read_builtin(folder: Path) -> tuple[list[ProbeRecord], str]:
     records: list[ProbeRecord] = []
     version = ""
     for name in PROBE_FILES:
+        if not (folder / name).is_file() and name == "facts.jsonl":
+            continue  # transfer v2 is being written
         file_records, file_version = read_records(folder / name)
         if not file_version:
             raise ValueError(f"{name}: no meta line with the probe-set version")

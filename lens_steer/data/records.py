@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, overload
 
+from lens_steer.data.languages import ENGLISH
+
 Split = Literal["fit", "dev", "eval"]
 SPLITS: tuple[Split, ...] = ("fit", "dev", "eval")
 
-ENGLISH = "en"
 LOC_LANGUAGES: tuple[str, ...] = ("ko", "zh", "es", "id", "el", "fa")
 PROBE_LANGUAGES: tuple[str, ...] = (ENGLISH, *LOC_LANGUAGES)
 

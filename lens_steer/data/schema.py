@@ -12,7 +12,11 @@ One record per line, a JSON object whose ``kind`` names its type:
 * ``{"kind": "blend", "id", "lang", "split", "country", "topic", "explicit", "implicit",
   "english", "english_implicit", "answers", "us_answers"}`` (a BLEnD question; each answer is
   ``{"text", "english", "votes", "aliases", "english_aliases"}``; ``english_implicit`` may be "")
-* ``{"kind": "meta", "version": "1.0"}`` (optional; gives ``ProbeSet.version``)
+* ``{"kind": "meta", "version": "1.0"}`` (optional; gives ``ProbeSet.version``); it may also
+  declare new languages and countries: ``"languages": [{"code", "name", "script",
+  "space_separated", "question_cue", "answer_cue", "our_country", "our_region",
+  "default_country"}]``, ``"countries": [{"name", "english_name", "lang", "region", "blend"}]``
+  (see :mod:`lens_steer.data.languages`)
 
 Every field is required and no other field is allowed, so a misspelt key is an error rather
 than a silently missing value. Every error names the source, the line and the field.
@@ -20,9 +24,16 @@ than a silently missing value. Every error names the source, the line and the fi
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any, cast
 
+from lens_steer.data.languages import (
+    Country,
+    Language,
+    country_from_json,
+    is_known_language,
+    language_from_json,
+)
 from lens_steer.data.records import (
     SPLITS,
     BlendAnswer,
@@ -33,12 +44,8 @@ from lens_steer.data.records import (
     Split,
     TransferItem,
 )
-from lens_steer.data.templates import QA_CUES
 
 ProbeRecord = TransferItem | LocalizationItem | ParallelItem | FactItem | BlendItem
-
-# Languages a record may use: those the templates can prompt in.
-SUPPORTED_LANGUAGES: tuple[str, ...] = tuple(QA_CUES)
 
 RECORD_TYPES: dict[str, type] = {
     "transfer": TransferItem,
@@ -48,6 +55,7 @@ RECORD_TYPES: dict[str, type] = {
     "blend": BlendItem,
 }
 META_FIELDS = ("kind", "version")
+META_OPTIONAL = ("languages", "countries")
 MIN_OPTIONS = 2
 MIN_DISTRACTORS = 3
 ANSWER_FIELDS = ("text", "english", "votes", "aliases", "english_aliases")
@@ -79,11 +87,12 @@ def _text(obj: dict[str, Any], name: str, source: str, line: int) -> str:
 
 def _lang(obj: dict[str, Any], source: str, line: int) -> str:
     lang = _text(obj, "lang", source, line)
-    if lang not in SUPPORTED_LANGUAGES:
+    if not is_known_language(lang):
         raise RecordError(
             source,
             line,
-            f"unknown language code {lang!r}; accepted: {', '.join(SUPPORTED_LANGUAGES)}",
+            f"unknown language code {lang!r}; declare it in a meta record "
+            '({"kind": "meta", "version": ..., "languages": [...]}) or use a registered one',
             "lang",
         )
     return lang
@@ -130,12 +139,27 @@ def _answer(obj: dict[str, Any], n_options: int, source: str, line: int) -> int:
     return value
 
 
-def _check_keys(obj: dict[str, Any], expected: tuple[str, ...], source: str, line: int) -> None:
+@dataclass(frozen=True)
+class MetaRecord:
+    """A ``meta`` line: the data version and any languages and countries it declares."""
+
+    version: str
+    languages: tuple[Language, ...] = ()
+    countries: tuple[Country, ...] = ()
+
+
+def _check_keys(
+    obj: dict[str, Any],
+    expected: tuple[str, ...],
+    source: str,
+    line: int,
+    optional: tuple[str, ...] = (),
+) -> None:
     for name in expected:
         if name not in obj:
             raise RecordError(source, line, "missing", name)
     for name in obj:
-        if name not in expected:
+        if name not in expected and name not in optional:
             raise RecordError(source, line, f"unknown field; expected {', '.join(expected)}", name)
 
 
@@ -144,10 +168,35 @@ def record_fields(kind: str) -> tuple[str, ...]:
     return ("kind", *(f.name for f in fields(RECORD_TYPES[kind])))
 
 
-def parse_record(obj: Any, *, source: str, line: int) -> ProbeRecord | str:
+def parse_meta(obj: dict[str, Any], *, source: str, line: int) -> MetaRecord:
+    """Validate a ``meta`` line (version, declared languages and countries)."""
+    _check_keys(obj, META_FIELDS, source, line, META_OPTIONAL)
+    declared: dict[str, list[Any]] = {}
+    for name in META_OPTIONAL:
+        value = obj.get(name, [])
+        if not isinstance(value, list):
+            raise RecordError(source, line, "expected a list of objects", name)
+        declared[name] = value
+    try:
+        langs = tuple(
+            language_from_json(entry, f"{source} line {line} languages[{index}]")
+            for index, entry in enumerate(declared["languages"])
+        )
+        found = tuple(
+            country_from_json(entry, f"{source} line {line} countries[{index}]")
+            for index, entry in enumerate(declared["countries"])
+        )
+    except ValueError as err:
+        raise RecordError(source, line, str(err).split(": ", 1)[-1], "languages") from None
+    return MetaRecord(_text(obj, "version", source, line), langs, found)
+
+
+def parse_record(obj: Any, *, source: str, line: int) -> ProbeRecord | MetaRecord:
     """Validate one parsed JSONL line and build its record.
 
-    Returns the record, or the version string for a ``meta`` line.
+    Returns the record, or a :class:`MetaRecord` for a ``meta`` line. The record's language
+    must be registered (declare new ones in a meta line, which :func:`read_records` registers
+    before it validates the other lines).
 
     Example:
         >>> parse_record({"kind": "parallel", "id": "par-001-en", "group": "par-001",
@@ -160,8 +209,7 @@ def parse_record(obj: Any, *, source: str, line: int) -> ProbeRecord | str:
         raise RecordError(source, line, "missing", "kind")
     kind = obj["kind"]
     if kind == "meta":
-        _check_keys(obj, META_FIELDS, source, line)
-        return _text(obj, "version", source, line)
+        return parse_meta(obj, source=source, line=line)
     if kind not in RECORD_TYPES:
         known = ", ".join([*RECORD_TYPES, "meta"])
         raise RecordError(source, line, f"unknown kind {kind!r}; expected one of {known}", "kind")

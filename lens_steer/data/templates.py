@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from lens_steer.data.records import BlendItem, LocalizationItem, ParallelItem, TransferItem
+from lens_steer.data.languages import language
+from lens_steer.data.records import (
+    BlendItem,
+    FactItem,
+    LocalizationItem,
+    ParallelItem,
+    TransferItem,
+)
 
 LocalizationForm = Literal["implicit", "explicit", "english_implicit", "english_explicit"]
 BlendForm = Literal["explicit", "implicit", "english"]
@@ -25,34 +32,9 @@ LOCALIZATION_FORMS: tuple[LocalizationForm, ...] = (
 )
 BLEND_FORMS: tuple[BlendForm, ...] = ("explicit", "implicit", "english")
 
-# (question cue, answer cue) per language: the 7 probe languages and BLEnD's 13.
-QA_CUES: dict[str, tuple[str, str]] = {
-    "en": ("Question:", "Answer:"),
-    "ko": ("질문:", "답:"),
-    "zh": ("问题：", "答案："),
-    "es": ("Pregunta:", "Respuesta:"),
-    "id": ("Pertanyaan:", "Jawaban:"),
-    "el": ("Ερώτηση:", "Απάντηση:"),
-    "fa": ("پرسش:", "پاسخ:"),
-    "ar": ("سؤال:", "الجواب:"),
-    "am": ("ጥያቄ:", "መልስ:"),
-    "as": ("প্ৰশ্ন:", "উত্তৰ:"),
-    "az": ("Sual:", "Cavab:"),
-    "ha": ("Tambaya:", "Amsa:"),
-    "su": ("Patarosan:", "Waleran:"),
-}
 
-# Languages written without spaces between words: a continuation follows the prompt directly.
-NO_SPACE_LANGUAGES: frozenset[str] = frozenset({"zh", "ja", "th"})
-
-
-def _cues(lang: str) -> tuple[str, str]:
-    try:
-        return QA_CUES[lang]
-    except KeyError:
-        raise ValueError(
-            f"No question/answer template for language {lang!r}; known: {', '.join(QA_CUES)}"
-        ) from None
+def _separator(lang: str) -> str:
+    return " " if language(lang).space_separated else ""
 
 
 def qa_prompt(question: str, lang: str) -> str:
@@ -65,9 +47,8 @@ def qa_prompt(question: str, lang: str) -> str:
         >>> qa_prompt("What is the chemical symbol of gold?", "en")
         'Question: What is the chemical symbol of gold?\\nAnswer:'
     """
-    question_cue, answer_cue = _cues(lang)
-    separator = "" if lang in NO_SPACE_LANGUAGES else " "
-    return f"{question_cue}{separator}{question.strip()}\n{answer_cue}"
+    info = language(lang)
+    return f"{info.question_cue}{_separator(lang)}{question.strip()}\n{info.answer_cue}"
 
 
 def option_continuation(option: str, lang: str) -> str:
@@ -80,7 +61,7 @@ def option_continuation(option: str, lang: str) -> str:
     option = option.strip()
     if not option:
         raise ValueError(f"Empty option for language {lang!r}")
-    return option if lang in NO_SPACE_LANGUAGES else " " + option
+    return _separator(lang) + option
 
 
 def transfer_prompt(item: TransferItem) -> str:
@@ -93,6 +74,21 @@ def transfer_prompt(item: TransferItem) -> str:
         'Question: What is the chemical symbol of gold?\\nAnswer:'
     """
     return qa_prompt(item.question, item.lang)
+
+
+def fact_prompt(item: FactItem) -> str:
+    """The cloze prefix of a transfer-v2 fact (its answer is the natural next words)."""
+    return item.prompt.strip()
+
+
+def neutral_prompt(lang: str) -> str:
+    """A context-free prompt of the language (its answer cue), the reference of PMI calibration.
+
+    Example:
+        >>> neutral_prompt("ko")
+        '답:'
+    """
+    return language(lang).answer_cue
 
 
 def _localization_lang(item: LocalizationItem, form: LocalizationForm) -> str:
