@@ -7,34 +7,60 @@ One import gives a notebook user every step of the study::
     probe = ls.load_probe_set(langs=["en", "ko", "id"])
     parallel = ls.collect_parallel(model, probe, ["en", "ko", "id"])
     en = ls.en_vectors(None, probe, ["ko", "id"], parallel=parallel)
+    results = ls.run_study(ls.StudySettings(targets=("ko",), limit=24), "runs/ko")
+
+Plug-in points: :func:`register_metric`, :func:`register_vector_method`,
+:func:`register_language` (or a language declared in a JSONL meta record).
 """
 
 from lens_steer import figures
-from lens_steer.cache import ResidualSet, collect_residuals
+from lens_steer.collect import collect_residuals
 from lens_steer.data import limit_probe_set, load_blend, load_jsonl, load_probe_set
+from lens_steer.data.blend_derived import load_blend_derived
+from lens_steer.data.languages import (
+    Country,
+    Language,
+    Target,
+    language,
+    parse_target,
+    register_country,
+    register_language,
+)
+from lens_steer.data.targets import TargetItems, target_items
 from lens_steer.evaluate import (
+    ItemScore,
+    MetricTask,
     Score,
+    ScoringRequest,
+    ScoringSettings,
+    SurgicalSettings,
+    SweepSettings,
+    build_plane,
+    controlled_effect,
+    evaluate_points,
     layer_sweep,
-    localization_score,
-    plane_points,
-    score_options,
-    steering_study,
+    point_effect,
+    register_metric,
+    score_steerings,
     surgical_search,
-    transfer_score,
 )
 from lens_steer.geometry import (
     ContrastVector,
+    VectorInputs,
     collect_localization,
     collect_parallel,
+    constant_vector,
     contrast_vector,
     cosine_by_layer,
     en_vectors,
-    geometry_study,
+    fit_vectors,
     loc_vectors,
+    measure_mixing,
     mixing_by_layer,
     null_band,
     pca_by_layer,
     perpendicularity_table,
+    register_vector_method,
 )
 from lens_steer.hooks import (
     add_vector_hook,
@@ -45,7 +71,7 @@ from lens_steer.hooks import (
     steering_hooks,
 )
 from lens_steer.models import DEFAULT_MODEL, load_model
-from lens_steer.pipeline import StudySettings, run_study
+from lens_steer.residuals import ResidualSet
 from lens_steer.steering import (
     Steering,
     SteeringTerm,
@@ -55,56 +81,79 @@ from lens_steer.steering import (
     single_layer_steering,
     surgical_steering,
 )
+from lens_steer.study import StudyResults, StudySettings, run_study
 from lens_steer.tokens import str_tokens, tokenize_batch
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_MODEL",
     "ContrastVector",
+    "Country",
+    "ItemScore",
+    "Language",
+    "MetricTask",
     "ResidualSet",
     "Score",
+    "ScoringRequest",
+    "ScoringSettings",
     "Steering",
     "SteeringTerm",
+    "StudyResults",
     "StudySettings",
+    "SurgicalSettings",
+    "SweepSettings",
+    "Target",
+    "TargetItems",
+    "VectorInputs",
     "__version__",
     "add_vector_hook",
     "apply_steering",
+    "build_plane",
     "collect_localization",
     "collect_parallel",
     "collect_residuals",
     "compare_generations",
+    "constant_vector",
     "contrast_vector",
+    "controlled_effect",
     "cosine_by_layer",
     "en_vectors",
+    "evaluate_points",
     "figures",
+    "fit_vectors",
     "generate",
-    "geometry_study",
+    "language",
     "layer_sweep",
     "limit_probe_set",
     "load_blend",
+    "load_blend_derived",
     "load_jsonl",
     "load_model",
     "load_probe_set",
     "loc_vectors",
-    "localization_score",
+    "measure_mixing",
     "mixing_by_layer",
     "multi_layer_hooks",
     "null_band",
+    "parse_target",
     "pca_by_layer",
     "perpendicularity_table",
-    "plane_points",
+    "point_effect",
     "project_out_hook",
+    "register_country",
+    "register_language",
+    "register_metric",
+    "register_vector_method",
     "resid_hook_name",
     "run_study",
     "scale_direction_hook",
-    "score_options",
+    "score_steerings",
     "single_layer_steering",
     "steering_hooks",
-    "steering_study",
     "str_tokens",
     "surgical_search",
     "surgical_steering",
+    "target_items",
     "tokenize_batch",
-    "transfer_score",
 ]

@@ -1,7 +1,13 @@
-"""Atomic writes: a result file is either complete or absent, never half-written."""
+"""Files of results: atomic writes (complete or absent, never half-written) and tensor bundles.
+
+A tensor bundle is ``{stem}.safetensors`` plus a ``{stem}.json`` sidecar carrying a fingerprint
+of the tensor bytes, so a sidecar that belongs to other tensors (an interrupted overwrite) is
+caught on load. Every error names the file by its full path.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -62,4 +68,78 @@ def save_tensors_atomic(
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+    """Read a safetensors file; a damaged or truncated file is a ValueError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path.resolve()} not found")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # SafetensorError, or an OSError from a truncated file
+        raise ValueError(
+            f"{path.resolve()}: not a readable safetensors file ({type(err).__name__}: {err}); "
+            "it may be damaged or truncated (full disk?); delete it and rerun"
+        ) from None
+
+
+def _stem(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in {".safetensors", ".json"} else path
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """sha256 (32 hex digits) of a tensor's shape, dtype and bytes."""
+    return fingerprint({"t": tensor})
+
+
+def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 (32 hex digits) of named tensors: names, shapes, dtypes and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:32]
+
+
+def save_tensor_bundle(
+    path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, Any]
+) -> dict[str, Path]:
+    """Write ``{stem}.safetensors`` then the ``{stem}.json`` sidecar, each atomically."""
+    stem = _stem(path)
+    plain = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    digest = fingerprint(plain)
+    paths = {"tensors": stem.with_suffix(".safetensors"), "metadata": stem.with_suffix(".json")}
+    save_tensors_atomic(paths["tensors"], plain, metadata={"fingerprint": digest})
+    write_json_atomic(paths["metadata"], {**metadata, "fingerprint": digest})
+    return paths
+
+
+def load_tensor_bundle(
+    path: str | os.PathLike[str], *, expected_format: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read what :func:`save_tensor_bundle` wrote; check the format tag and the fingerprint."""
+    stem = _stem(path)
+    tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    for needed in (tensor_path, meta_path):
+        if not needed.is_file():
+            raise FileNotFoundError(
+                f"{needed.resolve()} not found (saved values are a .safetensors + .json pair)"
+            )
+    try:
+        metadata = read_json(meta_path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{meta_path.resolve()}: not valid JSON ({err})") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"{meta_path.resolve()}: expected a JSON object, got {type(metadata).__name__}"
+        )
+    if metadata.get("format") != expected_format:
+        raise ValueError(
+            f"{meta_path.resolve()}: format {metadata.get('format')!r}, expected {expected_format!r}"
+        )
+    tensors = load_tensors(tensor_path)
+    if fingerprint(tensors) != metadata.get("fingerprint"):
+        raise ValueError(
+            f"{meta_path.resolve()} does not describe {tensor_path.resolve()} (fingerprints differ)"
+        )
+    return tensors, metadata

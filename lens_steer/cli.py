@@ -1,7 +1,9 @@
-"""The ``lens-steer`` command line: each subcommand runs one study step into a run folder.
+"""The ``lens-steer`` command line: a thin shell over :func:`lens_steer.study.run_study`.
 
-lens-steer run --out runs/quick --langs ko id --limit 8     # every step, resumable
-lens-steer sweep --out runs/quick --langs ko id --limit 8   # one step (earlier ones first)
+lens-steer run --quick --langs ko id --out runs/quick         # the whole study, resumable
+lens-steer run --targets es:Spain es:Mexico --data BLEnD/ --out runs/es
+lens-steer report --out runs/quick                            # re-render report and figures
+lens-steer export --csv --out runs/quick                      # per-item rows as CSV
 """
 
 from __future__ import annotations
@@ -9,184 +11,169 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from lens_steer.models import DEFAULT_MODEL
-from lens_steer.pipeline import STEPS, StudySettings
+from lens_steer.study.settings import QUICK, StudySettings
 
-_STEP_HELP = {
-    "collect": "collect residuals at every layer (parallel sentences, localization prompts)",
-    "vectors": "fit EN (English - L) and LOC (explicit - implicit) vectors on the fit split",
-    "pca": "per-layer PCA and language-mixing scores of the parallel sentences (+ figures)",
-    "perpendicularity": "cos(EN, LOC) per language and layer against the null band (+ figure)",
-    "sweep": "EN- and LOC-steering at every layer and alpha, scored on eval (+ figures)",
-    "surgical": "grid over (l_T, a_T, l_L, a_L) on dev; Pareto frontier re-scored on eval",
-    "plane": "the transfer-localization plane with reference points (+ figures)",
-    "report": "write results.json and report.md",
+_OPTIONS: dict[str, tuple[dict[str, Any], str]] = {
+    # name: (kwargs, help)
+    "model": ({}, "model name or path (default: %(default)s, embedded, offline)"),
+    "metrics": ({"nargs": "+"}, "metrics scored at every point (default: %(default)s)"),
+    "axes": ({"nargs": 2}, "the plane's x and y metrics (default: %(default)s)"),
+    "calibrations": ({"nargs": "+"}, "margin calibrations, 'sum' first (default: %(default)s)"),
+    "vector_methods": ({"nargs": "+"}, "vector methods to fit and sweep (default: %(default)s)"),
+    "layers": ({"nargs": "+", "type": int}, "sweep layers (default: every layer)"),
+    "alphas": (
+        {"nargs": "+", "type": float},
+        "sweep doses in units of the fitted vector (default: %(default)s)",
+    ),
+    "alpha_mode": (
+        {"choices": ["raw", "relative"]},
+        "raw (vector units) or relative to the mean residual norm",
+    ),
+    "n_controls": (
+        {"type": int},
+        "random-direction controls per controlled point (default: %(default)s)",
+    ),
+    "control_alphas": (
+        {"nargs": "+", "type": float},
+        "alphas at which controls run (default: %(default)s)",
+    ),
+    "transfer_layers": (
+        {"nargs": "+", "type": int},
+        "EN layers of the surgical grid (default: middle third)",
+    ),
+    "transfer_alphas": ({"nargs": "+", "type": float}, "EN alphas of the surgical grid"),
+    "local_layers": (
+        {"nargs": "+", "type": int},
+        "LOC layers of the surgical grid (default: last third)",
+    ),
+    "local_alphas": ({"nargs": "+", "type": float}, "LOC alphas of the surgical grid"),
+    "criterion": ({}, "how the best surgical point is chosen on dev (sum_gain, harmonic_mean)"),
+    "position": ({}, "read position: last, mean or an integer index (default: %(default)s)"),
+    "limit": (
+        {"type": int},
+        "seeded, topic-stratified sample of N items per kind, language and scored split",
+    ),
+    "fit_limit": ({"type": int}, "the same for the fit split the vectors come from"),
+    "seed": ({"type": int}, "seed of samples, bootstraps and controls (default: %(default)s)"),
+    "n_bootstrap": ({"type": int}, "bootstrap resamples for intervals (default: %(default)s)"),
+    "equivalence_margin": ({"type": float}, "|cos| margin of the perpendicularity test"),
+    "noninferiority_margin": (
+        {"type": float},
+        "nats the surgical point may lose on its other axis",
+    ),
+    "device": ({}, "cpu, cuda, cuda:N or mps (default: cuda when available)"),
+    "batch_size": (
+        {"type": int},
+        "prompts per forward pass (default: %(default)s; resumable across values)",
+    ),
 }
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
     defaults = StudySettings()
-    add = parser.add_argument
-    add("--out", required=True, help="run folder (created; reused to resume)")
-    add("--model", default=defaults.model, help="model name or path (default: %(default)s)")
-    add(
-        "--langs",
-        nargs="+",
-        default=list(defaults.langs),
-        help="LOC languages among ko zh es id el fa (default: %(default)s)",
+    parser.add_argument("--out", required=True, help="run folder (created; reused to resume)")
+    parser.add_argument(
+        "--targets", nargs="+", default=None,
+        help="study targets as lang:Country (es:Mexico ko:North_Korea) or lang (its default country)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--langs", nargs="+", default=None, help="LOC languages, each with its default country"
     )
-    add(
-        "--data",
-        default=defaults.data,
-        help="'builtin' (the shipped probe set), a BLEnD folder (its questions replace the "
-        "localization set) or a user JSONL file (default: %(default)s)",
+    parser.add_argument(
+        "--data", action="append", default=[], metavar="PATH",
+        help="a BLEnD folder or a JSONL file; repeat to add several (they join the built-in data)",
+    )  # fmt: skip
+    parser.add_argument("--no-builtin", action="store_true", help="use only the --data sources")
+    for name, (kwargs, help_text) in _OPTIONS.items():
+        default = getattr(defaults, name)
+        if isinstance(default, tuple):
+            default = list(default)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", default=default, help=help_text, **kwargs
+        )
+    quick = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+    parser.add_argument(
+        "--quick", action="store_true", help=f"quick sizes for options not given: {quick}"
     )
-    add(
-        "--layers",
-        nargs="+",
-        type=int,
-        default=[],
-        help="layers of the single-layer sweeps (default: every layer)",
-    )
-    add(
-        "--alphas",
-        nargs="+",
-        type=float,
-        default=list(defaults.alphas),
-        help="sweep alphas, relative to the mean residual norm at the layer (default: %(default)s)",
-    )
-    add(
-        "--alpha-mode",
-        choices=["relative", "raw"],
-        default=defaults.alpha_mode,
-        help="alpha relative to the residual norm, or raw (default: %(default)s)",
-    )
-    add(
-        "--transfer-layers",
-        nargs="+",
-        type=int,
-        default=[],
-        help="EN layers of the surgical grid (default: middle third, every other layer)",
-    )
-    add(
-        "--transfer-alphas",
-        nargs="+",
-        type=float,
-        default=list(defaults.transfer_alphas),
-        help="EN alphas of the surgical grid (default: %(default)s)",
-    )
-    add(
-        "--local-layers",
-        nargs="+",
-        type=int,
-        default=[],
-        help="LOC layers of the surgical grid (default: last third, every other layer)",
-    )
-    add(
-        "--local-alphas",
-        nargs="+",
-        type=float,
-        default=list(defaults.local_alphas),
-        help="LOC alphas of the surgical grid (default: %(default)s)",
-    )
-    add(
-        "--position",
-        default=defaults.position,
-        help="read position: last or mean (default: %(default)s)",
-    )
-    add(
-        "--limit",
-        type=int,
-        default=None,
-        help="keep the first N items per set and split (quick runs)",
-    )
-    add("--seed", type=int, default=defaults.seed, help="bootstrap seed (default: %(default)s)")
-    add(
-        "--n-bootstrap",
-        type=int,
-        default=defaults.n_bootstrap,
-        help="bootstrap resamples for score intervals (default: %(default)s)",
-    )
-    add("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    add(
-        "--batch-size",
-        type=int,
-        default=defaults.batch_size,
-        help="sequences per forward pass (default: %(default)s)",
-    )
-    add(
-        "--quick",
+    parser.add_argument(
+        "--force",
         action="store_true",
-        help=f"quick-run sizes for settings not given: {QUICK_HELP}",
+        help="replace the results of a run folder made with other settings",
     )
-    add("--force", action="store_true", help="overwrite a run folder made with other settings")
-    add("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-# The README's main command: every step on two languages in under 10 minutes on 2 CPU cores
-# (a 16-point surgical grid: 3 transfer layers x 3 local layers, one alpha each, plus singles).
-QUICK = {
-    "limit": 12,
-    "layers": list(range(0, 18, 2)),
-    "alphas": [0.5, 1.0],
-    "transfer_alphas": [0.25],
-    "local_alphas": [0.5],
-}
-QUICK_HELP = (
-    "--limit 12, --layers 0 2 4 ... 16, --alphas 0.5 1.0, --transfer-alphas 0.25, "
-    "--local-alphas 0.5"
-)
-
-
-def _apply_quick(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    if not getattr(args, "quick", False):
-        return
-    given = {arg.split("=")[0] for arg in argv if arg.startswith("--")}
-    for name, value in QUICK.items():
-        if f"--{name.replace('_', '-')}" not in given:
-            setattr(args, name, value)
-
-
-def settings_from_args(args: argparse.Namespace) -> StudySettings:
+def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> StudySettings:
+    """The study settings of a parsed ``run`` command line (``--quick`` fills what is not given)."""
+    if args.targets and args.langs:
+        raise ValueError("give --targets or --langs, not both")
+    targets = tuple(args.targets or args.langs or StudySettings().targets)
+    values: dict[str, Any] = {
+        name: tuple(value) if isinstance(value, list) else value
+        for name in _OPTIONS
+        for value in [getattr(args, name)]
+    }
+    given = {arg.split("=")[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}
+    if args.quick:
+        values.update({k: v for k, v in QUICK.items() if k not in given})
     return StudySettings(
-        model=args.model,
-        langs=tuple(args.langs),
-        data=args.data,
-        layers=tuple(args.layers),
-        alphas=tuple(args.alphas),
-        alpha_mode=args.alpha_mode,
-        transfer_layers=tuple(args.transfer_layers),
-        transfer_alphas=tuple(args.transfer_alphas),
-        local_layers=tuple(args.local_layers),
-        local_alphas=tuple(args.local_alphas),
-        position=args.position if args.position in ("last", "mean") else int(args.position),  # type: ignore[arg-type]
-        limit=args.limit,
-        seed=args.seed,
-        n_bootstrap=args.n_bootstrap,
-        device=args.device,
-        batch_size=args.batch_size,
+        targets=targets, data=tuple(args.data), builtin=not args.no_builtin, **values
     )
 
 
-def _run_steps(args: argparse.Namespace, steps: Sequence[str]) -> int:
-    from lens_steer.pipeline import open_study, run_step
+def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from lens_steer.study.run import run_study
 
-    study = open_study(
-        args.out, settings_from_args(args), force=args.force, show_progress=not args.quiet
-    )
-    for step in steps:
-        if run_step(study, step):
-            print(f"[lens-steer] {step}: done in {study.timings[step]:.1f}s", file=sys.stderr)
-        else:
-            print(f"[lens-steer] {step}: already done, skipped", file=sys.stderr)
-    if "report" in steps:
-        print(f"Report: {study.run.root / 'report.md'}")
-        print(f"Results: {study.run.root / 'results.json'}")
+    settings = settings_from_args(args, argv)
+    results = run_study(settings, args.out, force=args.force, show_progress=not args.quiet,
+                        log=lambda message: print(message, file=sys.stderr))  # fmt: skip
+    for finding in results.findings:
+        print(f"finding {finding.id}: {finding.verdict} ({finding.claim})")
+    print(f"Report: {Path(args.out) / 'report.md'}")
+    print(f"Results: {Path(args.out) / 'results.json'}")
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _settings_of(out: Path) -> StudySettings:
+    from lens_steer.study.store import RunFolder
+
+    recorded = RunFolder(out).read_settings()
+    if recorded is None:
+        raise FileNotFoundError(f"{out.resolve()} is not a lens_steer run folder (no config.json)")
+    return StudySettings.from_json(recorded)
+
+
+def _report(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from lens_steer._io import read_json, write_text_atomic
+    from lens_steer.report import render_report
+    from lens_steer.study.run import redraw_figures
+
+    out = Path(args.out)
+    files = redraw_figures(out, _settings_of(out))
+    results = out / "results.json"
+    if results.is_file():
+        write_text_atomic(out / "report.md", render_report(read_json(results), out))
+    print(f"{len(files)} figure files written under {out / 'figures'}; report: {out / 'report.md'}")
+    return 0
+
+
+def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from lens_steer.evaluate.tables import read_items, write_csv
+
+    out = Path(args.out)
+    source = out / "items.parquet"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source.resolve()} not found: finish the run first")
+    target = write_csv(read_items(source), out / "items.csv")
+    print(f"CSV (one row per point, item and metric): {target}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from lens_steer.demo import run_demo
     from lens_steer.models import load_model
 
@@ -212,16 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser(
-        "run",
-        help="run every step in order (skips finished steps, resumes a killed sweep)",
-        description="Run every study step into --out: " + " -> ".join(STEPS),
-    )
-    _add_common(run)
-    run.set_defaults(func=lambda args: _run_steps(args, STEPS))
-    for step in STEPS:
-        step_parser = sub.add_parser(step, help=_STEP_HELP[step], description=_STEP_HELP[step])
-        _add_common(step_parser)
-        step_parser.set_defaults(func=lambda args, step=step: _run_steps(args, [step]))
+        "run", help="run the whole study into --out (resumable)",
+        description="collect -> vectors -> geometry -> sweep -> surgical -> plane -> findings -> report",
+    )  # fmt: skip
+    _add_run_options(run)
+    run.set_defaults(func=_run)
+    report = sub.add_parser("report", help="re-render report.md and every figure of a run folder")
+    report.add_argument("--out", required=True, help="the run folder")
+    report.set_defaults(func=_report)
+    export = sub.add_parser("export", help="export the per-item rows of a run folder")
+    export.add_argument("--out", required=True, help="the run folder")
+    export.add_argument("--csv", action="store_true", required=True, help="write items.csv")
+    export.set_defaults(func=_export)
     demo = sub.add_parser("demo", help="next-token view of implicit 'our country' questions")
     demo.add_argument(
         "--model", default=DEFAULT_MODEL, help="model name or path (default: %(default)s)"
@@ -232,14 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lens_steer.study.store import RunLockedError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    _apply_quick(args, argv)
     try:
-        return int(args.func(args))
-    except (ValueError, FileNotFoundError, NotADirectoryError, OSError) as err:
+        return int(args.func(args, argv))
+    except (ValueError, FileNotFoundError, NotADirectoryError, OSError, RunLockedError) as err:
         print(f"lens-steer: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("lens-steer: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def make_tiny_model(seed: int = 0, n_layers: int = 4):
         d_head=8,
         d_mlp=64,
         d_vocab=len(tokenizer),
-        n_ctx=128,
+        n_ctx=512,
         act_fn="gelu",
         gated_mlp=True,
         normalization_type="RMS",

@@ -112,7 +112,7 @@ def _checked(obj: Any, cls: type, where: str) -> dict[str, Any]:
             continue
         value = obj[f.name]
         wanted = bool if f.type in ("bool", bool) else str
-        if not isinstance(value, wanted) or (wanted is str and not value.strip()):
+        if not isinstance(value, wanted) or (isinstance(value, str) and not value.strip()):
             raise _field_error(where, f"field {f.name!r} must be a non-empty {wanted.__name__}")
         values[f.name] = value
     return values

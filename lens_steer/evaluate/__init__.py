@@ -1,67 +1,86 @@
-"""Scoring on the transfer–localization plane: option log-probs, scores with intervals, sweeps.
+"""Scoring on the transfer–localization plane.
 
-Modules, in the order a study uses them: ``scoring`` (continuation log-probs), ``scores``
-(transfer, localization, gap closure with bootstrap intervals), ``engine`` (many steerings at
-once, fast), ``sweep`` (layer sweeps), ``surgical`` (grid search and Pareto frontier), ``plane``
-(the points of the plane), ``study`` (all of it, top to bottom).
+Modules, in the order a study uses them: ``scoring`` (requests, naive reference batches),
+``shared`` and ``engine`` (the one scoring entry point, fast), ``metrics`` (metrics as
+plug-ins, per-item rows), ``scores`` (aggregates and intervals), ``points`` (interventions
+scored on a target), ``effects`` (paired and control-net effects), ``sweep`` (layer sweeps with
+controls and doses), ``surgical`` (grid on dev, frontier on eval), ``plane`` (the plane's
+points) and ``tables`` (per-item rows on disk).
 """
 
-from lens_steer.evaluate.engine import score_steerings, steering_additions
-from lens_steer.evaluate.items import PlaneItems
-from lens_steer.evaluate.plane import Plane, PlanePoint, plane_points, reference_points
-from lens_steer.evaluate.scores import (
-    Score,
-    bootstrap_interval,
-    gap_closure,
-    gap_closure_from_logprobs,
-    localization_requests,
-    localization_score,
-    localization_share,
-    transfer_accuracy,
-    transfer_requests,
-    transfer_score,
+from lens_steer.evaluate.effects import controlled_effect, point_effect
+from lens_steer.evaluate.engine import next_token_kl, score_steerings
+from lens_steer.evaluate.metrics import (
+    CALIBRATIONS,
+    ItemScore,
+    MetricSpec,
+    MetricTask,
+    NoItems,
+    ScoredTask,
+    metric,
+    metrics,
+    option_margin,
+    register_metric,
 )
-from lens_steer.evaluate.scoring import OptionScores, ScoringRequest, score_options
-from lens_steer.evaluate.study import SteeringStudy, dominance, steering_study
+from lens_steer.evaluate.plane import Plane, PlanePoint, build_plane
+from lens_steer.evaluate.points import (
+    UNSTEERED,
+    PointResult,
+    PointSet,
+    ScoringSettings,
+    evaluate_points,
+)
+from lens_steer.evaluate.scores import Score, gap_score, share_score
+from lens_steer.evaluate.scoring import OptionScores, ScoringRequest
 from lens_steer.evaluate.surgical import (
-    SurgicalPoint,
+    CRITERIA,
     SurgicalSearch,
-    criterion_value,
+    SurgicalSettings,
     pareto_frontier,
     surgical_search,
 )
-from lens_steer.evaluate.sweep import LayerSweep, SweepPoint, layer_sweep
+from lens_steer.evaluate.sweep import LayerSweep, SweepPoint, SweepSettings, layer_sweep
+from lens_steer.evaluate.tables import item_table, read_items, write_csv, write_items
 
 __all__ = [
+    "CALIBRATIONS",
+    "CRITERIA",
+    "UNSTEERED",
+    "ItemScore",
     "LayerSweep",
+    "MetricSpec",
+    "MetricTask",
+    "NoItems",
     "OptionScores",
     "Plane",
-    "PlaneItems",
     "PlanePoint",
+    "PointResult",
+    "PointSet",
     "Score",
-    "SteeringStudy",
+    "ScoredTask",
     "ScoringRequest",
-    "SurgicalPoint",
+    "ScoringSettings",
     "SurgicalSearch",
+    "SurgicalSettings",
     "SweepPoint",
-    "bootstrap_interval",
-    "criterion_value",
-    "dominance",
-    "gap_closure",
-    "gap_closure_from_logprobs",
+    "SweepSettings",
+    "build_plane",
+    "controlled_effect",
+    "evaluate_points",
+    "gap_score",
+    "item_table",
     "layer_sweep",
-    "localization_requests",
-    "localization_score",
-    "localization_share",
+    "metric",
+    "metrics",
+    "next_token_kl",
+    "option_margin",
     "pareto_frontier",
-    "plane_points",
-    "reference_points",
-    "score_options",
+    "point_effect",
+    "read_items",
+    "register_metric",
     "score_steerings",
-    "steering_additions",
-    "steering_study",
+    "share_score",
     "surgical_search",
-    "transfer_accuracy",
-    "transfer_requests",
-    "transfer_score",
+    "write_csv",
+    "write_items",
 ]

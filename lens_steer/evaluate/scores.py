@@ -1,50 +1,35 @@
-"""Transfer, localization and gap-closure scores with percentile bootstrap intervals over items.
+"""Aggregate scores from per-item rows: a value, its interval, n and the settings behind it.
 
-Definitions (SPEC §2):
+* **share** metrics (accuracy, localization share): the mean binary outcome over the included
+  items, with a Wilson interval (``interval="wilson"``, the default; it does not collapse at
+  0 or 1) or Clopper–Pearson, or the percentile bootstrap of earlier versions
+  (``interval="bootstrap"``, kept to reproduce old results).
+* **gap** metrics (gap closure): ``gap = reference - margin_unsteered`` is what naming the
+  country adds to the gold answer, ``gain = margin - margin_unsteered`` what the intervention
+  adds; items whose gap is below ``min_gap`` nats have nothing to close and are skipped (counted
+  in ``settings["n_skipped"]``). The score is ``sum(gain) / sum(gap)`` with a bootstrap
+  interval over items.
 
-* **transfer**: multiple-choice accuracy. An item counts as correct when the right option
-  scores *strictly* above every other option; a tie counts as wrong, so a model that gives all
-  options the same score gets 0, not 1/k.
-* **localization**: the share of items whose local answer scores *strictly* above the US-default
-  answer (ties count as not localized).
-* **gap closure** (data with gold local answers, such as BLEnD): for the top-voted gold answer
-  (ties: first in file order), ``gap = logp_explicit - logp_implicit`` is what naming the country
-  adds, and ``gain = logp_steered_implicit - logp_implicit`` what the intervention adds. Items
-  whose gap is below ``min_gap`` nats have nothing to close and are skipped (their number is in
-  ``settings["n_skipped"]``). The score is the ratio of sums ``sum(gain) / sum(gap)`` over the
-  kept items: items weigh by their gap, and no per-item clipping is needed.
-
-Options are scored by summed continuation log-probability, or by its mean per token with
-``normalize=True``. Intervals resample items with replacement (``n_bootstrap`` draws from
-``numpy.random.default_rng(seed)``) and take percentiles of the statistic.
+Every score also carries the mean continuous margin with its bootstrap interval.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
-from transformer_lens import HookedTransformer
 
-from lens_steer.data.records import BlendItem, LocalizationItem, Split, TransferItem
-from lens_steer.data.templates import (
-    blend_continuations,
-    blend_prompt,
-    localization_continuations,
-    localization_prompt,
-    option_continuation,
-    transfer_prompt,
+from lens_steer.evaluate.metrics import ItemScore
+from lens_steer.stats.intervals import (
+    bootstrap_mean_interval,
+    bootstrap_ratio_interval,
+    proportion_interval,
 )
-from lens_steer.evaluate.scoring import OptionScores, ScoringRequest, score_options
 
-if TYPE_CHECKING:
-    from lens_steer.steering import Steering
-
-Variant = Literal["implicit", "explicit", "english_query"]
-VARIANTS: tuple[Variant, ...] = ("implicit", "explicit", "english_query")
-_Item = TypeVar("_Item", TransferItem, LocalizationItem, BlendItem)
+Interval = Literal["wilson", "clopper_pearson", "bootstrap"]
 
 
 @dataclass(frozen=True)
@@ -57,14 +42,39 @@ class Score:
     n: int
     metric: str
     settings: dict[str, Any] = field(default_factory=dict)
+    margin: float | None = None
+    margin_ci: tuple[float, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON types only."""
-        return asdict(self)
+        """Plain JSON types only (NaN becomes None)."""
+        out = asdict(self)
+        out["margin_ci"] = list(self.margin_ci) if self.margin_ci is not None else None
+        return _no_nan(out)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Score:
-        return cls(**obj)
+        fields = dict(obj)
+        for name in ("value", "ci_low", "ci_high"):
+            fields[name] = float("nan") if fields[name] is None else fields[name]
+        if fields.get("margin_ci") is not None:
+            fields["margin_ci"] = tuple(fields["margin_ci"])
+        return cls(**fields)
+
+    def __repr__(self) -> str:
+        return (
+            f"Score({self.metric}: {self.value:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}], "
+            f"n={self.n})"
+        )
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _no_nan(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(item) for item in value]
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,7 +90,9 @@ def bootstrap_interval(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic`` over items.
+    """Percentile bootstrap interval of ``statistic`` over items (the interval of version 1).
+
+    Kept so that earlier results are reproduced exactly; proportions now default to Wilson.
 
     Args:
         per_item: one row per item (``[item]`` or ``[item, k]``).
@@ -112,95 +124,72 @@ def _mean(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=1)
 
 
-def _ratio_of_sums(samples: np.ndarray) -> np.ndarray:
-    return samples[..., 0].sum(axis=1) / samples[..., 1].sum(axis=1)
+def _included(rows: Sequence[ItemScore]) -> list[ItemScore]:
+    return [row for row in rows if row.included]
 
 
-def _score(
-    per_item: np.ndarray,
-    statistic: Callable[[np.ndarray], np.ndarray],
-    metric: str,
-    settings: dict[str, Any],
-    n_bootstrap: int,
-    seed: int,
-    confidence: float,
-) -> Score:
-    if len(per_item) == 0:
-        raise ValueError(f"{metric}: no items to score (settings: {settings})")
-    value = float(statistic(per_item[None])[0])
-    low, high = bootstrap_interval(
-        per_item, statistic, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
+def _margin_summary(
+    margins: np.ndarray, n_bootstrap: int, seed: int, confidence: float
+) -> tuple[float | None, tuple[float, float] | None]:
+    finite = margins[np.isfinite(margins)]
+    if finite.size == 0:
+        return None, None
+    low, high = bootstrap_mean_interval(
+        finite, n_bootstrap=max(n_bootstrap, 1), seed=seed, confidence=confidence
     )
-    full = {**settings, "n_bootstrap": n_bootstrap, "seed": seed, "confidence": confidence}
-    return Score(value, low, high, len(per_item), metric, full)
+    return float(finite.mean()), (low, high)
 
 
-def _strict_wins(
-    option_scores: Sequence[OptionScores], answers: Sequence[int], normalize: bool
-) -> np.ndarray:
-    """1.0 where the given option scores strictly above every other option, else 0.0."""
-    if len(option_scores) != len(answers):
-        raise ValueError(f"{len(option_scores)} scored items but {len(answers)} answers")
-    wins = []
-    for scores, answer in zip(option_scores, answers, strict=True):
-        values = scores.values(normalize)
-        if not 0 <= answer < len(values):
-            raise ValueError(f"{scores.id}: answer index {answer} outside {len(values)} options")
-        others = np.delete(values, answer)
-        wins.append(float(others.size == 0 or values[answer] > others.max()))
-    return np.asarray(wins)
-
-
-def transfer_accuracy(
-    option_scores: Sequence[OptionScores],
-    answers: Sequence[int],
+def share_score(
+    rows: Sequence[ItemScore],
+    metric: str,
     *,
-    normalize: bool = False,
+    interval: Interval = "wilson",
     n_bootstrap: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
     settings: dict[str, Any] | None = None,
 ) -> Score:
-    """Multiple-choice accuracy: the right option strictly above all others (ties are wrong).
+    """Mean outcome over the included items, with its interval, and the mean margin.
 
     Example:
-        >>> transfer_accuracy([OptionScores("q", (-1.0, -2.0), (1, 1))], [0]).value
-        1.0
+        >>> rows = [ItemScore("a", 1.0, outcome=1.0), ItemScore("b", -1.0, outcome=0.0)]
+        >>> share_score(rows, "transfer").value
+        0.5
     """
-    correct = _strict_wins(option_scores, answers, normalize)
-    extra = {"normalize": normalize, **(settings or {})}
-    return _score(correct, _mean, "transfer_accuracy", extra, n_bootstrap, seed, confidence)
+    kept = _included(rows)
+    outcomes = np.asarray([row.outcome for row in kept], dtype=np.float64)
+    if outcomes.size == 0:
+        raise ValueError(f"{metric}: no included items to score (settings: {settings})")
+    if not np.isfinite(outcomes).all():
+        raise ValueError(f"{metric}: a share needs a binary outcome for every included item")
+    value = float(outcomes.mean())
+    if interval == "bootstrap":
+        low, high = bootstrap_interval(
+            outcomes, _mean, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
+        )
+    else:
+        low, high = proportion_interval(
+            int(outcomes.sum()), outcomes.size, confidence=confidence, method=interval
+        )
+    margin, margin_ci = _margin_summary(
+        np.asarray([row.margin for row in kept]), n_bootstrap, seed, confidence
+    )
+    full = {
+        **(settings or {}),
+        "interval": interval,
+        "n_excluded": len(rows) - len(kept),
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "confidence": confidence,
+    }
+    return Score(value, low, high, outcomes.size, metric, full, margin, margin_ci)
 
 
-def localization_share(
-    option_scores: Sequence[OptionScores],
-    *,
-    normalize: bool = False,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    settings: dict[str, Any] | None = None,
-) -> Score:
-    """Share of items whose option 0 (local answer) scores strictly above option 1 (US answer).
-
-    Example:
-        >>> localization_share([OptionScores("q", (-1.0, -2.0), (1, 1))]).value
-        1.0
-    """
-    for scores in option_scores:
-        if len(scores.logprobs) != 2:
-            raise ValueError(
-                f"{scores.id}: localization needs (local, us) options, got {len(scores.logprobs)}"
-            )
-    localized = _strict_wins(option_scores, [0] * len(option_scores), normalize)
-    extra = {"normalize": normalize, **(settings or {})}
-    return _score(localized, _mean, "localization_share", extra, n_bootstrap, seed, confidence)
-
-
-def gap_closure_from_logprobs(
-    steered: Sequence[float],
-    implicit: Sequence[float],
-    explicit: Sequence[float],
+def gap_score(
+    rows: Sequence[ItemScore],
+    baseline: Sequence[ItemScore],
+    metric: str,
     *,
     min_gap: float = 0.1,
     n_bootstrap: int = 1000,
@@ -208,269 +197,44 @@ def gap_closure_from_logprobs(
     confidence: float = 0.95,
     settings: dict[str, Any] | None = None,
 ) -> Score:
-    """Share of the explicit-minus-implicit log-prob gap that steering closes (ratio of sums).
+    """Share of the reference gap closed: ``sum(margin - base) / sum(reference - base)``.
 
     Example:
-        >>> gap_closure_from_logprobs([-3.0, -2.0], [-4.0, -4.0], [-2.0, -2.0]).value
+        >>> base = [ItemScore("a", -4.0, reference=-2.0), ItemScore("b", -4.0, reference=-2.0)]
+        >>> rows = [ItemScore("a", -3.0, reference=-2.0), ItemScore("b", -2.0, reference=-2.0)]
+        >>> gap_score(rows, base, "gap_closure").value
         0.75
     """
-    steered_a, implicit_a, explicit_a = (
-        np.asarray(x, dtype=np.float64) for x in (steered, implicit, explicit)
+    by_item = {row.item: row for row in baseline}
+    missing = [row.item for row in rows if row.item not in by_item]
+    if missing:
+        raise ValueError(f"{metric}: no unsteered row for item(s) {missing[:5]}")
+    gains, gaps = [], []
+    n_skipped = 0
+    for row in _included(rows):
+        base = by_item[row.item]
+        gap = row.reference - base.margin
+        if not math.isfinite(gap) or gap < min_gap:
+            n_skipped += 1
+            continue
+        gains.append(row.margin - base.margin)
+        gaps.append(gap)
+    if not gaps:
+        raise ValueError(f"{metric}: no item has a reference gap >= {min_gap} nats")
+    gain_a, gap_a = np.asarray(gains), np.asarray(gaps)
+    value = float(gain_a.sum() / gap_a.sum())
+    low, high = bootstrap_ratio_interval(
+        gain_a, gap_a, n_bootstrap=max(n_bootstrap, 1), seed=seed, confidence=confidence
     )
-    if not steered_a.shape == implicit_a.shape == explicit_a.shape:
-        raise ValueError(
-            f"gap closure needs as many steered ({steered_a.size}), implicit ({implicit_a.size}) "
-            f"and explicit ({explicit_a.size}) log-probs"
-        )
-    gap = explicit_a - implicit_a
-    keep = gap >= min_gap
-    if steered_a.size and not keep.any():
-        raise ValueError(f"gap closure: no item has an explicit-implicit gap >= {min_gap} nats")
-    per_item = np.stack([steered_a - implicit_a, gap], axis=-1)[keep]
-    extra = {
+    margin, margin_ci = _margin_summary(gain_a, n_bootstrap, seed, confidence)
+    full = {
+        **(settings or {}),
         "min_gap": min_gap,
         "aggregation": "ratio_of_sums",
-        "n_skipped": int((~keep).sum()),
-        **(settings or {}),
+        "n_skipped": n_skipped,
+        "margin_is": "gain over the unsteered model (nats)",
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "confidence": confidence,
     }
-    return _score(per_item, _ratio_of_sums, "gap_closure", extra, n_bootstrap, seed, confidence)
-
-
-# ---------------------------------------------------------------------------------------------
-# From items to scoring requests.
-# ---------------------------------------------------------------------------------------------
-
-
-def select_split(items: Sequence[_Item], split: Split | None, what: str) -> list[_Item]:
-    """The items of one split (all when ``split`` is None); an empty result is an error."""
-    chosen = [item for item in items if split is None or item.split == split]
-    if not chosen:
-        langs = sorted({item.lang for item in items})
-        raise ValueError(
-            f"No {what} items in split {split!r} (given {len(items)} items, languages {langs})"
-        )
-    return chosen
-
-
-def _check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise ValueError(f"Unknown prompt variant {variant!r}; expected one of {VARIANTS}")
-
-
-def transfer_requests(
-    items: Sequence[TransferItem],
-    variant: Variant = "implicit",
-    *,
-    english_items: Sequence[TransferItem] | None = None,
-) -> tuple[list[ScoringRequest], list[int]]:
-    """Scoring requests and answer indices of multiple-choice items.
-
-    ``implicit`` and ``explicit`` both ask the question in the item's language (transfer items
-    name no culture); ``english_query`` asks its English version, found by ``group`` in
-    ``english_items``.
-    """
-    _check_variant(variant)
-    asked = list(items)
-    if variant == "english_query":
-        if english_items is None:
-            raise ValueError("variant 'english_query' needs english_items (the English versions)")
-        by_group = {item.group: item for item in english_items if item.lang == "en"}
-        missing = [item.id for item in items if item.group not in by_group]
-        if missing:
-            raise ValueError(f"No English version (lang 'en', same group) for items {missing}")
-        asked = [by_group[item.group] for item in items]
-    requests = [
-        ScoringRequest(
-            transfer_prompt(item),
-            tuple(option_continuation(option, item.lang) for option in item.options),
-            item.id,
-        )
-        for item in asked
-    ]
-    return requests, [item.answer for item in asked]
-
-
-_LOCALIZATION_FORMS = {
-    "implicit": "implicit",
-    "explicit": "explicit",
-    "english_query": "english_implicit",
-}
-
-
-def localization_requests(
-    items: Sequence[LocalizationItem], variant: Variant = "implicit"
-) -> list[ScoringRequest]:
-    """``(local, us)`` scoring requests; ``english_query`` asks the English implicit form."""
-    _check_variant(variant)
-    form = _LOCALIZATION_FORMS[variant]
-    return [
-        ScoringRequest(
-            localization_prompt(item, form),  # type: ignore[arg-type]
-            localization_continuations(item, form),  # type: ignore[arg-type]
-            item.id,
-        )
-        for item in items
-    ]
-
-
-def _settings(
-    model: HookedTransformer,
-    items: Sequence[TransferItem] | Sequence[LocalizationItem] | Sequence[BlendItem],
-    split: Split | None,
-    steering: Steering | None,
-    **extra: Any,
-) -> dict[str, Any]:
-    return {
-        "model_id": model.cfg.model_name,
-        "split": split,
-        "langs": sorted({item.lang for item in items}),
-        "steering": None if steering is None else steering.to_json(),
-        **extra,
-    }
-
-
-def _hooks(steering: Steering | None) -> list:
-    return [] if steering is None or steering.is_null else steering.fwd_hooks()
-
-
-# ---------------------------------------------------------------------------------------------
-# Scores of a model, a steering or a prompt variant.
-# ---------------------------------------------------------------------------------------------
-
-
-def transfer_score(
-    model: HookedTransformer,
-    items: Sequence[TransferItem],
-    steering: Steering | None = None,
-    *,
-    variant: Variant = "implicit",
-    english_items: Sequence[TransferItem] | None = None,
-    split: Split | None = "eval",
-    normalize: bool = False,
-    batch_size: int = 16,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    show_progress: bool = True,
-) -> Score:
-    """Multiple-choice accuracy of culture-independent items, steered or not.
-
-    Args:
-        model: the model.
-        items: transfer items (filtered to ``split``).
-        steering: applied with hooks during every forward pass; None for the plain model.
-        variant: ``"english_query"`` asks the English versions (``english_items``) instead.
-        english_items: pool of English items, matched by ``group``.
-        split: which split to score; None scores all given items.
-        normalize: score options by mean log-prob per token instead of the sum.
-        batch_size, n_bootstrap, seed, show_progress: see :func:`score_options` and
-            :func:`bootstrap_interval`.
-
-    Example:
-        >>> transfer_score(model, probe.transfer, split="eval").value  # doctest: +SKIP
-        0.62
-    """
-    chosen = select_split(items, split, "transfer")
-    requests, answers = transfer_requests(chosen, variant, english_items=english_items)
-    scores = score_options(
-        model,
-        requests,
-        fwd_hooks=_hooks(steering),
-        batch_size=batch_size,
-        show_progress=show_progress,
-    )
-    settings = _settings(model, chosen, split, steering, variant=variant)
-    return transfer_accuracy(
-        scores, answers, normalize=normalize, n_bootstrap=n_bootstrap, seed=seed, settings=settings
-    )
-
-
-def localization_score(
-    model: HookedTransformer,
-    items: Sequence[LocalizationItem],
-    steering: Steering | None = None,
-    *,
-    variant: Variant = "implicit",
-    split: Split | None = "eval",
-    normalize: bool = False,
-    batch_size: int = 16,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    show_progress: bool = True,
-) -> Score:
-    """Share of culture-dependent items where the local answer beats the US default.
-
-    ``variant`` picks the prompt: ``implicit`` (the study's setting), ``explicit`` (the
-    country is named) or ``english_query`` (the implicit question in English, English answers).
-
-    Example:
-        >>> localization_score(model, probe.localization, variant="explicit").value  # doctest: +SKIP
-        0.9
-    """
-    chosen = select_split(items, split, "localization")
-    requests = localization_requests(chosen, variant)
-    scores = score_options(
-        model,
-        requests,
-        fwd_hooks=_hooks(steering),
-        batch_size=batch_size,
-        show_progress=show_progress,
-    )
-    settings = _settings(model, chosen, split, steering, variant=variant)
-    return localization_share(
-        scores, normalize=normalize, n_bootstrap=n_bootstrap, seed=seed, settings=settings
-    )
-
-
-def _top_voted(item: BlendItem, form: Literal["implicit", "explicit"]) -> str:
-    continuations = blend_continuations(item, form)
-    if not continuations:
-        raise ValueError(f"{item.id}: BLEnD item has no gold answer to score")
-    return continuations[0]
-
-
-def gap_closure(
-    model: HookedTransformer,
-    items: Sequence[BlendItem],
-    steering: Steering | None,
-    *,
-    split: Split | None = "eval",
-    min_gap: float = 0.1,
-    batch_size: int = 16,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    show_progress: bool = True,
-) -> Score:
-    """Fraction of the explicit-vs-implicit gap of the top-voted gold answer a steering closes.
-
-    Example:
-        >>> gap_closure(model, load_blend(root, "South_Korea"), steering).value  # doctest: +SKIP
-        0.31
-    """
-    chosen = select_split(items, split, "BLEnD")
-
-    def requests(form: Literal["implicit", "explicit"]) -> list[ScoringRequest]:
-        return [
-            ScoringRequest(blend_prompt(item, form), (_top_voted(item, form),), item.id)
-            for item in chosen
-        ]
-
-    def gold(form: Literal["implicit", "explicit"], hooks: list) -> list[float]:
-        scored = score_options(
-            model,
-            requests(form),
-            fwd_hooks=hooks,
-            batch_size=batch_size,
-            show_progress=show_progress,
-        )
-        return [score.logprobs[0] for score in scored]
-
-    settings = _settings(model, chosen, split, steering, answer="top_voted")
-    return gap_closure_from_logprobs(
-        gold("implicit", _hooks(steering)),
-        gold("implicit", []),
-        gold("explicit", []),
-        min_gap=min_gap,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        settings=settings,
-    )
+    return Score(value, low, high, gap_a.size, metric, full, margin, margin_ci)

@@ -7,24 +7,20 @@ all requests are sorted by length and run in left-padded batches with an attenti
 final residual only: the 262k-token unembedding is applied at the continuation positions alone,
 with a plain matmul (``model.unembed`` copies ``W_U.T`` on every call; SPEC §7).
 
-Without hooks, :func:`score_options` also runs each prompt once for all of its options
-(:mod:`lens_steer.evaluate.shared`), to the same log-probs within float precision.
-
-The batching is exposed (:func:`prepare_batches`, :func:`continuation_logprobs`,
-:func:`token_logprobs`) for the naive hooked loop of :mod:`lens_steer.evaluate.engine` and the
-benchmarks.
+These batches are the naive reference path of :func:`lens_steer.evaluate.engine.score_steerings`
+(one full hooked forward per steering), which the tests and benchmarks hold the fast path to;
+:mod:`lens_steer.evaluate.shared` runs each prompt once for all of its options instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from lens_steer.tokens import TokenBatch, encode, pad_id, pad_sequences
@@ -168,19 +164,6 @@ def final_logits(
     return logits
 
 
-def continuation_logprobs(
-    model: HookedTransformer, final_resid: Float[Tensor, "batch pos d_model"], batch: ScoringBatch
-) -> Float[Tensor, " batch"]:
-    """Summed log-probability of each row's continuation, from the batch's final residual.
-
-    ``final_resid`` is the residual after the last block (before ``ln_final``), e.g. from
-    ``model(tokens, stop_at_layer=model.cfg.n_layers)``.
-    """
-    flat = token_logprobs(model, final_resid[batch.score_row, batch.score_pos], batch.score_target)
-    summed = torch.zeros(len(batch.rows), dtype=flat.dtype, device=flat.device)
-    return summed.index_add_(0, batch.score_row, flat)
-
-
 def token_logprobs(
     model: HookedTransformer,
     resid: Float[Tensor, "token d_model"],
@@ -197,17 +180,6 @@ def token_logprobs(
         logprobs = torch.log_softmax(logits, dim=-1)
         pieces.append(logprobs.gather(-1, targets[start : start + _UNEMBED_CHUNK, None])[:, 0])
     return torch.cat(pieces)
-
-
-def clean_final_residual(
-    model: HookedTransformer, batch: ScoringBatch
-) -> Float[Tensor, "batch pos d_model"]:
-    """The batch's residual after the last block, with its attention mask, no unembedding."""
-    return model(
-        batch.tokens.tokens,
-        attention_mask=batch.tokens.attention_mask,
-        stop_at_layer=model.cfg.n_layers,
-    )
 
 
 def assemble_scores(
@@ -228,51 +200,3 @@ def assemble_scores(
         OptionScores(request.id, tuple(values), tuple(counts))
         for request, values, counts in zip(requests, logprobs, n_tokens, strict=True)
     ]
-
-
-def score_options(
-    model: HookedTransformer,
-    requests: Sequence[ScoringRequest],
-    *,
-    fwd_hooks: Sequence[tuple[str, Callable]] = (),
-    batch_size: int = 16,
-    show_progress: bool = True,
-    share_prompts: bool | None = None,
-) -> list[OptionScores]:
-    """Continuation log-probabilities of every option of every request.
-
-    Args:
-        model: the model to score with.
-        requests: prompts with their options (continuation strings, e.g. ``" Seoul"``).
-        fwd_hooks: TransformerLens forward hooks active during the forward passes (for
-            example a steering's ``fwd_hooks()``); removed afterwards, also on errors.
-        batch_size: sequences (prompt + one option) per forward pass; prompts per pass when
-            the prompts are shared.
-        show_progress: show a tqdm bar over batches.
-        share_prompts: run each prompt once for all its options
-            (:func:`lens_steer.evaluate.shared.score_shared_prompts`).
-            The default shares them when no hooks are given; pass ``True`` with hooks only if
-            they act the same at every position (e.g. adding a vector everywhere).
-
-    Example:
-        >>> scores = score_options(model, [ScoringRequest("The capital of France is",
-        ...     (" Paris", " Rome"))])  # doctest: +SKIP
-        >>> scores[0].values().argmax()  # doctest: +SKIP
-        0
-    """
-    if share_prompts is None:
-        share_prompts = not fwd_hooks
-    if share_prompts:
-        from lens_steer.evaluate.shared import score_shared_prompts
-
-        with model.hooks(fwd_hooks=list(fwd_hooks)):
-            return score_shared_prompts(
-                model, requests, batch_size=batch_size, show_progress=show_progress
-            )
-    batches = prepare_batches(model, requests, batch_size=batch_size)
-    results = []
-    with torch.inference_mode(), model.hooks(fwd_hooks=list(fwd_hooks)):
-        for batch in tqdm(batches, desc="scoring", disable=not show_progress):
-            final = clean_final_residual(model, batch)
-            results.append(continuation_logprobs(model, final, batch).tolist())
-    return assemble_scores(requests, batches, results)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
@@ -276,26 +275,3 @@ def assemble_shared(
         OptionScores(request.id, logprobs[index], n_tokens[index])
         for index, request in enumerate(requests)
     ]
-
-
-def score_shared_prompts(
-    model: HookedTransformer,
-    requests: Sequence[ScoringRequest],
-    *,
-    batch_size: int = 16,
-    show_progress: bool = True,
-) -> list[OptionScores]:
-    """Continuation log-probabilities, each prompt run once for all of its options.
-
-    Prompts are sorted by length and run ``batch_size`` at a time. Hooks attached to the model
-    see the prompt pass and then the option pass (whose positions restart at 0), so only hooks
-    that act the same at every position give the same result as the concatenated sequences.
-    """
-    chunks = shared_prompt_chunks(model, requests, batch_size=batch_size)
-    values = []
-    with torch.inference_mode():
-        for chunk in tqdm(chunks, desc="scoring", disable=not show_progress):
-            batch = SharedBatch.build(model, chunk)
-            final = batch.clean_states(model, [])[model.cfg.n_layers - 1]
-            values.append(batch.logprobs(model, final))
-    return assemble_shared(requests, chunks, values)

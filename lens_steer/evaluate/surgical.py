@@ -1,53 +1,71 @@
-"""Surgical Steering search: a grid over ``(l_T, a_T, l_L, a_L)`` on dev, the frontier on eval.
+"""Surgical Steering search: a grid over ``(l_T, a_T, l_L, a_L)`` chosen on dev, reported on eval.
 
-Every grid point adds ``a_T * v_EN`` at layer ``l_T`` and ``a_L * v_LOC`` at layer ``l_L``
-(``l_T < l_L`` by default) and is scored on the DEV split. The Pareto frontier (maximize transfer
-and localization) of the two-layer points is taken on dev, then re-scored on the EVAL split with
-bootstrap intervals, so the reported numbers are not the ones the choice was made on.
+Every grid point adds ``a_T * v_T`` at layer ``l_T`` and ``a_L * v_L`` at layer ``l_L`` (by
+default v_T = EN at middle layers, v_L = LOC at late ones, ``l_T < l_L``) and is scored on the
+DEV split, together with the single-layer candidates (each vector alone at each of its grid
+layers and alphas). On dev: the Pareto frontier of the two-layer points (maximizing the two
+axis metrics), the best two-layer point and the best single-layer point of each vector by the
+criterion. Only those are re-scored on EVAL, with a random surgical control for the best point
+(random directions of the same norms at the same two layers), so the reported numbers are not
+the ones the choice was made on.
 
-The same grid's single-layer candidates (EN alone at each ``(l_T, a_T)``, LOC alone at each
-``(l_L, a_L)``) are scored alongside, and the best of each kind is picked on dev by the same
-criterion and re-scored on eval: the fair single-layer baselines for the frontier.
-
-Criteria for ``best`` (on dev):
-
-* ``"sum_gain"`` (default): ``(transfer - transfer_0) + (localization - localization_0)``,
-  the gains over the unsteered model; a point that trades one score for the same amount of
-  the other gains nothing.
-* ``"harmonic_mean"``: ``2 t l / (t + l)``, which rewards balance.
+A criterion is a callable ``(point values, unsteered values) -> float`` over the axis metrics;
+``"sum_gain"`` (gains over the unsteered model, summed) and ``"harmonic_mean"`` are built in.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from transformer_lens import HookedTransformer
 
-from lens_steer.data.records import LocalizationItem, Split, TransferItem
-from lens_steer.evaluate.engine import Method, score_steerings
-from lens_steer.evaluate.items import PlaneItems
-from lens_steer.evaluate.scores import Score
+from lens_steer.data.targets import TargetItems
+from lens_steer.evaluate.points import UNSTEERED, PointSet, ScoringSettings, evaluate_points
 from lens_steer.evaluate.sweep import (
     LayerVectors,
     ReferenceNorms,
+    point_key,
+    random_direction,
     reference_norm,
     vector_provenance,
 )
-from lens_steer.models import model_id
-from lens_steer.steering import AlphaMode, Steering, single_layer_steering, surgical_steering
+from lens_steer.steering import AlphaMode, Steering, SteeringTerm, surgical_steering
 
-Criterion = Literal["sum_gain", "harmonic_mean"]
-PointKind = Literal["surgical", "en", "loc"]
+Criterion = Callable[[Mapping[str, float], Mapping[str, float]], float]
+
+
+def sum_gain(values: Mapping[str, float], base: Mapping[str, float]) -> float:
+    """Gains over the unsteered model, summed over the axes."""
+    return sum(values[axis] - base[axis] for axis in values)
+
+
+def harmonic_mean(values: Mapping[str, float], base: Mapping[str, float]) -> float:
+    """Harmonic mean of the axis values (rewards balance)."""
+    numbers = list(values.values())
+    if any(v <= 0 for v in numbers):
+        return 0.0
+    return len(numbers) / sum(1.0 / v for v in numbers)
+
+
+CRITERIA: dict[str, Criterion] = {"sum_gain": sum_gain, "harmonic_mean": harmonic_mean}
+
+
+def criterion_of(criterion: str | Criterion) -> Criterion:
+    if callable(criterion):
+        return criterion
+    try:
+        return CRITERIA[criterion]
+    except KeyError:
+        raise ValueError(
+            f"unknown criterion {criterion!r}; built in: {', '.join(CRITERIA)} (or a callable)"
+        ) from None
 
 
 def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point dominates (maximizing both coordinates), by x.
-
-    ``a`` dominates ``b`` when it is at least as good in both and better in one. Of several
-    identical points only the first is kept.
 
     Example:
         >>> pareto_frontier([(0.5, 0.5), (0.6, 0.4), (0.4, 0.4), (0.5, 0.5), (0.2, 0.9)])
@@ -65,354 +83,200 @@ def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(keep, key=lambda index: (points[index][0], -points[index][1]))
 
 
-def _point_key(
-    transfer_layer: int | None, transfer_alpha: float, local_layer: int | None, local_alpha: float
-) -> str:
-    parts = []
-    if transfer_layer is not None:
-        parts.append(f"en@{transfer_layer}:{transfer_alpha:g}")
-    if local_layer is not None:
-        parts.append(f"loc@{local_layer}:{local_alpha:g}")
-    return "+".join(parts)
-
-
-def criterion_value(
-    transfer: float, localization: float, baseline: tuple[float, float], criterion: Criterion
-) -> float:
-    """The value ``best`` maximizes (see the module docstring)."""
-    if criterion == "sum_gain":
-        return (transfer - baseline[0]) + (localization - baseline[1])
-    if criterion == "harmonic_mean":
-        total = transfer + localization
-        return 0.0 if total == 0 else 2 * transfer * localization / total
-    raise ValueError(f"Unknown criterion {criterion!r}; expected 'sum_gain' or 'harmonic_mean'")
-
-
 @dataclass(frozen=True)
-class SurgicalPoint:
-    """One grid point with its scores (on the split named in the scores' settings)."""
+class SurgicalSettings:
+    """The grid, the two axes it is judged on, the criterion and the controls."""
 
-    kind: PointKind
-    transfer_layer: int | None
-    transfer_alpha: float
-    local_layer: int | None
-    local_alpha: float
-    transfer: Score
-    localization: Score
-    steering: dict[str, Any]
-
-    @property
-    def key(self) -> str:
-        """``"en@6:0.5+loc@12:1"``: which vector at which layer and alpha."""
-        return _point_key(
-            self.transfer_layer, self.transfer_alpha, self.local_layer, self.local_alpha
-        )
+    transfer_layers: tuple[int, ...]
+    local_layers: tuple[int, ...]
+    transfer_alphas: tuple[float, ...] = (0.5, 1.0)
+    local_alphas: tuple[float, ...] = (0.5, 1.0)
+    transfer_method: str = "en"
+    local_method: str = "loc"
+    axes: tuple[str | None, str | None] = ("transfer", "gap_closure")
+    criterion: str = "sum_gain"
+    alpha_mode: AlphaMode = "raw"
+    require_order: bool = True
+    include_single: bool = True
+    n_controls: int = 3
+    seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "transfer_layer": self.transfer_layer,
-            "transfer_alpha": self.transfer_alpha,
-            "local_layer": self.local_layer,
-            "local_alpha": self.local_alpha,
-            "transfer": self.transfer.to_json(),
-            "localization": self.localization.to_json(),
-            "steering": self.steering,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> SurgicalPoint:
-        return cls(
-            kind=obj["kind"],
-            transfer_layer=obj["transfer_layer"],
-            transfer_alpha=float(obj["transfer_alpha"]),
-            local_layer=obj["local_layer"],
-            local_alpha=float(obj["local_alpha"]),
-            transfer=Score.from_json(obj["transfer"]),
-            localization=Score.from_json(obj["localization"]),
-            steering=obj["steering"],
-        )
-
-
-def _pair_json(pair: tuple[Score, Score]) -> dict[str, Any]:
-    return {"transfer": pair[0].to_json(), "localization": pair[1].to_json()}
-
-
-def _pair_from_json(obj: Mapping[str, Any]) -> tuple[Score, Score]:
-    return Score.from_json(obj["transfer"]), Score.from_json(obj["localization"])
+        return asdict(self)
 
 
 @dataclass(frozen=True)
 class SurgicalSearch:
-    """The grid on dev, its surgical frontier and the chosen points re-scored on eval."""
+    """The dev grid, what was chosen on it, and the chosen points (with controls) on eval."""
 
-    lang: str
-    dev_points: tuple[SurgicalPoint, ...]
-    dev_unsteered: tuple[Score, Score]
-    frontier: tuple[SurgicalPoint, ...]
-    best: SurgicalPoint
-    best_single: dict[str, SurgicalPoint]
-    eval_unsteered: tuple[Score, Score]
+    target: str
+    dev: PointSet
+    eval: PointSet
+    frontier: tuple[str, ...]
+    best: str
+    best_single: dict[str, str]
+    controls: dict[str, tuple[str, ...]]
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "lang": self.lang,
-            "settings": self.settings,
-            "dev_unsteered": _pair_json(self.dev_unsteered),
-            "eval_unsteered": _pair_json(self.eval_unsteered),
-            "dev_points": [point.to_json() for point in self.dev_points],
-            "frontier": [point.to_json() for point in self.frontier],
-            "best": self.best.to_json(),
-            "best_single": {kind: point.to_json() for kind, point in self.best_single.items()},
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> SurgicalSearch:
-        return cls(
-            lang=obj["lang"],
-            dev_points=tuple(SurgicalPoint.from_json(p) for p in obj["dev_points"]),
-            dev_unsteered=_pair_from_json(obj["dev_unsteered"]),
-            frontier=tuple(SurgicalPoint.from_json(p) for p in obj["frontier"]),
-            best=SurgicalPoint.from_json(obj["best"]),
-            best_single={k: SurgicalPoint.from_json(p) for k, p in obj["best_single"].items()},
-            eval_unsteered=_pair_from_json(obj["eval_unsteered"]),
-            settings=obj.get("settings", {}),
-        )
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    kind: PointKind
-    transfer_layer: int | None
-    transfer_alpha: float
-    local_layer: int | None
-    local_alpha: float
-    steering: Steering
-
     @property
-    def key(self) -> str:
-        return _point_key(
-            self.transfer_layer, self.transfer_alpha, self.local_layer, self.local_alpha
+    def axes(self) -> tuple[str | None, str | None]:
+        return tuple(self.settings["axes"])  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return (
+            f"SurgicalSearch({self.target}: {len(self.dev.points) - 1} dev points, "
+            f"best {self.best}, frontier {list(self.frontier)})"
         )
 
 
 def _candidates(
-    en: LayerVectors,
-    loc: LayerVectors,
-    transfer_layers: Sequence[int],
-    transfer_alphas: Sequence[float],
-    local_layers: Sequence[int],
-    local_alphas: Sequence[float],
-    *,
-    alpha_mode: AlphaMode,
-    norms: ReferenceNorms | None,
-    require_order: bool,
-    include_single: bool,
-) -> list[_Candidate]:
+    vectors: Mapping[str, LayerVectors], settings: SurgicalSettings, norms: ReferenceNorms | None
+) -> dict[str, Steering]:
+    en, loc = vectors[settings.transfer_method], vectors[settings.local_method]
     en_prov, loc_prov = vector_provenance(en), vector_provenance(loc)
-    out = []
-    for lt in transfer_layers:
-        for at in transfer_alphas:
-            for ll in local_layers:
-                if require_order and not lt < ll:
+    names = (settings.transfer_method, settings.local_method)
+    out: dict[str, Steering] = {}
+    for lt in settings.transfer_layers:
+        for at in settings.transfer_alphas:
+            for ll in settings.local_layers:
+                if settings.require_order and not lt < ll:
                     continue
-                for al in local_alphas:
-                    steering = surgical_steering(
-                        en.at_layer(lt), lt, at, loc.at_layer(ll), ll, al, alpha_mode=alpha_mode,
+                for al in settings.local_alphas:
+                    key = f"{point_key(names[0], lt, at)}+{point_key(names[1], ll, al)}"
+                    out[key] = surgical_steering(
+                        en.at_layer(lt), lt, at, loc.at_layer(ll), ll, al,
+                        alpha_mode=settings.alpha_mode,
                         en_reference_norm=reference_norm(norms, lt),
                         loc_reference_norm=reference_norm(norms, ll),
-                        en_provenance=en_prov, loc_provenance=loc_prov,
+                        en_provenance=en_prov, loc_provenance=loc_prov, names=names,
                     )  # fmt: skip
-                    out.append(_Candidate("surgical", lt, float(at), ll, float(al), steering))
-    if include_single:
-        for name, layers, alphas, vectors, prov in (
-            ("en", transfer_layers, transfer_alphas, en, en_prov),
-            ("loc", local_layers, local_alphas, loc, loc_prov),
-        ):
-            for layer in layers:
-                for alpha in alphas:
-                    steering = single_layer_steering(
-                        vectors.at_layer(layer), layer, alpha, alpha_mode=alpha_mode,
-                        reference_norm=reference_norm(norms, layer), name=name, provenance=prov,
-                    )  # fmt: skip
-                    if name == "en":
-                        cand = _Candidate("en", layer, float(alpha), None, 0.0, steering)
-                    else:
-                        cand = _Candidate("loc", None, 0.0, layer, float(alpha), steering)
-                    out.append(cand)
     if not out:
         raise ValueError(
-            "The surgical grid is empty (with require_order, every transfer layer must be "
-            "below some local layer)"
+            "the surgical grid is empty (with require_order every transfer layer must be below "
+            "some local layer)"
         )
+    if settings.include_single:
+        for name, source, layers, alphas in (
+            (names[0], en, settings.transfer_layers, settings.transfer_alphas),
+            (names[1], loc, settings.local_layers, settings.local_alphas),
+        ):
+            prov = vector_provenance(source)
+            for layer in layers:
+                for alpha in alphas:
+                    term = SteeringTerm(
+                        layer, source.at_layer(layer), alpha, settings.alpha_mode,
+                        reference_norm(norms, layer), name, provenance=prov,
+                    )  # fmt: skip
+                    out[point_key(name, layer, alpha)] = Steering((term,))
     return out
 
 
-def _score_candidates(
-    model: HookedTransformer,
-    items: PlaneItems,
-    candidates: Sequence[_Candidate],
-    *,
-    settings: dict[str, Any],
-    method: Method,
-    batch_size: int,
-    checkpoint: str | os.PathLike[str] | None,
-    normalize: bool,
-    n_bootstrap: int,
-    seed: int,
-    show_progress: bool,
-) -> tuple[list[SurgicalPoint], tuple[Score, Score]]:
-    steerings: dict[str, Steering | None] = {"unsteered": None}
-    steerings.update({str(i): cand.steering for i, cand in enumerate(candidates)})
-    scored = score_steerings(
-        model, items.requests, steerings, method=method, batch_size=batch_size,
-        checkpoint=checkpoint, show_progress=show_progress,
-    )  # fmt: skip
-
-    def pair(key: str, steering: Steering | None) -> tuple[Score, Score]:
-        full = {**settings, "steering": None if steering is None else steering.to_json()}
-        return items.scores(
-            scored[key], settings=full, normalize=normalize, n_bootstrap=n_bootstrap, seed=seed
+def random_surgical(steering: Steering, *, seed: int, name: str) -> Steering:
+    """Random directions with each term's added norm at each term's layer (the control)."""
+    terms = tuple(
+        SteeringTerm(
+            term.layer,
+            random_direction(term.d_model, term.effective_norm(), seed=seed, name=f"{name}/{i}"),
+            1.0,
+            name=f"random:{term.name}",
+            provenance={"control_of": name},
         )
-
-    points = []
-    for index, cand in enumerate(candidates):
-        transfer, localization = pair(str(index), cand.steering)
-        points.append(
-            SurgicalPoint(
-                cand.kind,
-                cand.transfer_layer,
-                cand.transfer_alpha,
-                cand.local_layer,
-                cand.local_alpha,
-                transfer,
-                localization,
-                cand.steering.to_json(),
-            )  # fmt: skip
-        )
-    return points, pair("unsteered", None)
+        for i, term in enumerate(steering.terms)
+    )
+    return Steering(terms)
 
 
 def surgical_search(
     model: HookedTransformer,
-    transfer_items: Sequence[TransferItem],
-    localization_items: Sequence[LocalizationItem],
-    en_vector: LayerVectors,
-    loc_vector: LayerVectors,
+    items: TargetItems,
+    vectors: Mapping[str, LayerVectors],
+    settings: SurgicalSettings,
+    scoring: ScoringSettings,
     *,
-    transfer_layers: Sequence[int],
-    transfer_alphas: Sequence[float],
-    local_layers: Sequence[int],
-    local_alphas: Sequence[float],
-    alpha_mode: AlphaMode = "relative",
     reference_norms: ReferenceNorms | None = None,
-    require_order: bool = True,
-    include_single: bool = True,
-    criterion: Criterion = "sum_gain",
-    dev_split: Split = "dev",
-    eval_split: Split = "eval",
-    normalize: bool = False,
-    method: Method = "fast",
-    batch_size: int = 16,
     checkpoint: str | os.PathLike[str] | None = None,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
     show_progress: bool = True,
 ) -> SurgicalSearch:
-    """Grid-search Surgical Steering on dev; report its Pareto frontier and best point on eval.
+    """Grid-search Surgical Steering on dev; re-score its frontier and chosen points on eval.
 
     Args:
         model: the model.
-        transfer_items, localization_items: items of one language, both splits.
-        en_vector, loc_vector: per-layer EN and LOC vectors of that language.
-        transfer_layers, transfer_alphas: where and how much of ``v_EN`` to add.
-        local_layers, local_alphas: where and how much of ``v_LOC`` to add.
-        alpha_mode, reference_norms: as in :func:`layer_sweep`.
-        require_order: keep only ``l_T < l_L`` (the study's ordering).
-        include_single: also score EN-only and LOC-only points, the single-layer baselines.
-        criterion: how ``best`` is chosen on dev (``"sum_gain"`` or ``"harmonic_mean"``).
-        dev_split, eval_split: where points are chosen and where they are reported.
+        items: the target's items (dev and eval splits are used).
+        vectors: per-layer vectors by method; the two named in ``settings`` are combined.
+        settings: grid, axes, criterion, controls (see :class:`SurgicalSettings`).
+        scoring: metrics and intervals; the two axis metrics must be among its metrics.
+        reference_norms: mean residual norm per layer (relative alphas only).
         checkpoint: JSONL file for the dev grid (the costly part).
-        Others: as in :func:`layer_sweep`.
+        show_progress: tqdm bars.
 
     Example:
-        >>> search = surgical_search(model, probe.transfer, probe.localization, en["ko"],
-        ...     loc["ko"], transfer_layers=[5, 7], transfer_alphas=[0.5], local_layers=[12, 15],
-        ...     local_alphas=[0.5, 1.0], reference_norms=norms)  # doctest: +SKIP
-        >>> search.best.key  # doctest: +SKIP
-        'en@7:0.5+loc@15:1'
+        >>> search = surgical_search(model, items, {"en": en, "loc": loc},
+        ...     SurgicalSettings(transfer_layers=(6, 8), local_layers=(12, 14)), scoring)  # doctest: +SKIP
+        >>> search.best  # doctest: +SKIP
+        'en@8:1+loc@14:0.5'
     """
-    if alpha_mode == "relative" and reference_norms is None:
+    active = [axis for axis in settings.axes if axis]
+    missing = [axis for axis in active if axis not in scoring.metrics]
+    if not active:
+        raise ValueError("surgical search needs at least one axis metric")
+    if missing:
         raise ValueError(
-            "alpha_mode='relative' needs reference_norms (mean residual norm per layer)"
+            f"surgical axes {missing} are not among the scored metrics {scoring.metrics}"
         )
-    criterion_value(0.0, 0.0, (0.0, 0.0), criterion)  # validate early
-    candidates = _candidates(
-        en_vector, loc_vector, transfer_layers, transfer_alphas, local_layers, local_alphas,
-        alpha_mode=alpha_mode, norms=reference_norms, require_order=require_order,
-        include_single=include_single,
+    for method in (settings.transfer_method, settings.local_method):
+        if method not in vectors:
+            raise ValueError(f"surgical search needs a {method!r} vector; have {list(vectors)}")
+    if settings.alpha_mode == "relative" and reference_norms is None:
+        raise ValueError("alpha_mode='relative' needs reference_norms")
+    choose = criterion_of(settings.criterion)
+    candidates = _candidates(vectors, settings, reference_norms)
+    dev = evaluate_points(
+        model, items, "dev", candidates, scoring, checkpoint=checkpoint,
+        show_progress=show_progress,
     )  # fmt: skip
-    dev = PlaneItems.build(transfer_items, localization_items, split=dev_split)
-    test = PlaneItems.build(transfer_items, localization_items, split=eval_split)
-    base = {"model_id": model_id(model), "alpha_mode": alpha_mode, "method": method}
+    for axis in active:
+        if axis not in dev[UNSTEERED].scores:
+            raise ValueError(
+                f"{items.target.key}: axis metric {axis!r} was not measured on dev "
+                f"({dev.unmeasured.get(axis, 'no items')})"
+            )
 
-    def score(
-        items: PlaneItems, chosen: Sequence[_Candidate], path: Any
-    ) -> tuple[list[SurgicalPoint], tuple[Score, Score]]:
-        return _score_candidates(
-            model, items, chosen, settings=base, method=method, batch_size=batch_size,
-            checkpoint=path, normalize=normalize, n_bootstrap=n_bootstrap, seed=seed,
-            show_progress=show_progress,
-        )  # fmt: skip
+    def values(key: str) -> dict[str, float]:
+        return {axis: dev[key].scores[axis].value for axis in active}
 
-    dev_points, dev_unsteered = score(dev, candidates, checkpoint)
-    baseline = (dev_unsteered[0].value, dev_unsteered[1].value)
-
-    def value(point: SurgicalPoint) -> float:
-        return criterion_value(point.transfer.value, point.localization.value, baseline, criterion)
-
-    surgical = [p for p in dev_points if p.kind == "surgical"]
-    frontier_dev = [
-        surgical[i]
-        for i in pareto_frontier([(p.transfer.value, p.localization.value) for p in surgical])
-    ]
-    chosen = {"best": max(surgical, key=value)}  # max keeps the first of equal values
-    if include_single:
-        for kind in ("en", "loc"):
-            chosen[kind] = max((p for p in dev_points if p.kind == kind), key=value)
-    # Re-score the frontier and the chosen points on eval (one engine call).
-    wanted = {p.key: p for p in [*frontier_dev, *chosen.values()]}
-    index = {cand.key: cand for cand in candidates}
-    eval_points, eval_unsteered = score(test, [index[key] for key in wanted], None)
-    by_key = {p.key: p for p in eval_points}
-    settings = {
-        **base,
-        "lang": dev.lang,
-        "dev": dev.describe(),
-        "eval": test.describe(),
-        "transfer_layers": list(transfer_layers),
-        "transfer_alphas": [float(a) for a in transfer_alphas],
-        "local_layers": list(local_layers),
-        "local_alphas": [float(a) for a in local_alphas],
-        "require_order": require_order,
-        "include_single": include_single,
-        "criterion": criterion,
-        "n_grid_points": len(candidates),
-        "normalize": normalize,
-        "n_bootstrap": n_bootstrap,
-        "seed": seed,
-        "en_vector": vector_provenance(en_vector),
-        "loc_vector": vector_provenance(loc_vector),
+    base = values(UNSTEERED)
+    surgical = [key for key in candidates if "+" in key]
+    if len(active) == 2:
+        coords = [tuple(values(key).values()) for key in surgical]
+        frontier = tuple(surgical[i] for i in pareto_frontier(coords))  # type: ignore[arg-type]
+    else:  # one measured axis: the frontier is its maximum
+        top = max(values(key)[active[0]] for key in surgical)
+        frontier = tuple(key for key in surgical if values(key)[active[0]] == top)[:1]
+    best = max(surgical, key=lambda key: choose(values(key), base))
+    best_single = {}
+    if settings.include_single:
+        for method in (settings.transfer_method, settings.local_method):
+            singles = [k for k in candidates if "+" not in k and k.startswith(f"{method}@")]
+            best_single[method] = max(singles, key=lambda key: choose(values(key), base))
+    chosen = dict.fromkeys([*frontier, best, *best_single.values()])
+    to_score: dict[str, Steering] = {key: candidates[key] for key in chosen}
+    controls = {}
+    keys = []
+    for index in range(settings.n_controls):
+        name = f"random:{best}#{index}"
+        to_score[name] = random_surgical(candidates[best], seed=settings.seed, name=name)
+        keys.append(name)
+    controls[best] = tuple(keys)
+    test = evaluate_points(model, items, "eval", to_score, scoring, show_progress=show_progress)
+    recorded = {
+        **settings.to_json(),
+        "criterion": settings.criterion if isinstance(settings.criterion, str) else "callable",
+        "n_grid_points": len(surgical),
+        "n_single_points": len(candidates) - len(surgical),
+        "vectors": {name: vector_provenance(v) for name, v in vectors.items()},
+        "scoring": scoring.to_json(),
+        "dev_unsteered": base,
     }
     return SurgicalSearch(
-        lang=dev.lang,
-        dev_points=tuple(dev_points),
-        dev_unsteered=dev_unsteered,
-        frontier=tuple(by_key[p.key] for p in frontier_dev),
-        best=by_key[chosen["best"].key],
-        best_single={kind: by_key[chosen[kind].key] for kind in ("en", "loc") if kind in chosen},
-        eval_unsteered=eval_unsteered,
-        settings=settings,
+        items.target.key, dev, test, frontier, best, best_single, controls, recorded
     )

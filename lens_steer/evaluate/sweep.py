@@ -1,33 +1,39 @@
-"""Layer sweeps: EN- and LOC-steering at every layer and a few alphas, scored on the plane.
+"""Layer sweeps: each vector method at every layer and dose, with random-direction controls.
 
-For each vector kind (``"en"``, ``"loc"``, or any other name), layer and alpha, the vector is
-added at ``blocks.{layer}.hook_resid_post`` at every position and all transfer and localization
-items are scored. Alpha is relative by default: the added vector's norm is alpha times the mean
-residual norm at that layer (``reference_norms``), which keeps alphas comparable across layers
-whose norms differ by two orders of magnitude. All settings run through
-:func:`lens_steer.evaluate.engine.score_steerings` (one clean forward per batch, restarts from the
-cached residual), with an optional resumable checkpoint.
+For each vector method (``"en"``, ``"loc"``, or any registered one), layer and alpha, the
+vector is added at ``blocks.{layer}.hook_resid_post`` at every position and every metric of the
+target is scored per item. Alpha is in units of the fitted vector by default (``alpha_mode=
+"raw"``: alpha 1 adds the whole mean difference, moving the mean L residual to the mean English
+one for EN, implicit to explicit for LOC), so doses compare across layers and methods; the
+relative mode (a fraction of the mean residual norm) is kept as an option.
+
+Controls: at the alphas in ``control_alphas`` (every alpha by default), ``n_controls`` seeded
+random directions with the same norm as the added vector are scored at the same layer, so
+every effect can be reported net of what any push of that size does. Every dose records its
+added norm (and its ratio to the residual norm) and the next-token KL divergence it causes on
+neutral prompts, so a reader sees when a dose is damage rather than steering.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
+import numpy as np
+import torch
 from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from lens_steer.data.records import LocalizationItem, Split, TransferItem
-from lens_steer.evaluate.engine import Method, score_steerings
-from lens_steer.evaluate.items import PlaneItems
-from lens_steer.evaluate.scores import Score
+from lens_steer.data.records import Split
+from lens_steer.data.targets import TargetItems
+from lens_steer.evaluate.engine import next_token_kl
+from lens_steer.evaluate.points import PointSet, ScoringSettings, evaluate_points
 from lens_steer.models import model_id
 from lens_steer.steering import AlphaMode, Steering, single_layer_steering
-
-Metric = Literal["transfer", "localization"]
 
 
 class LayerVectors(Protocol):
@@ -54,204 +60,220 @@ def vector_provenance(vectors: LayerVectors) -> dict[str, Any]:
     return dict(getattr(vectors, "provenance", {}) or {})
 
 
-@dataclass(frozen=True)
-class SweepPoint:
-    """Transfer and localization under one single-layer steering."""
+def point_key(method: str, layer: int, alpha: float) -> str:
+    """``"en@6:1"``: which vector at which layer and alpha."""
+    return f"{method}@{layer}:{alpha:g}"
 
-    kind: str
-    layer: int
-    alpha: float
-    transfer: Score
-    localization: Score
-    steering: dict[str, Any]
+
+def control_key(method: str, layer: int, alpha: float, index: int) -> str:
+    """``"random:en@6:1#0"``: the index-th random control of a sweep point."""
+    return f"random:{point_key(method, layer, alpha)}#{index}"
+
+
+def random_direction(d_model: int, norm: float, *, seed: int, name: str) -> Tensor:
+    """A seeded Gaussian direction of the given norm; ``name`` makes each control distinct."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+    direction = torch.randn(d_model, generator=generator, dtype=torch.float64)
+    return (direction / direction.norm() * norm).float()
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Where and how much to steer, and where controls run."""
+
+    layers: tuple[int, ...]
+    alphas: tuple[float, ...] = (0.5, 1.0, 2.0)
+    alpha_mode: AlphaMode = "raw"
+    n_controls: int = 3
+    control_alphas: tuple[float, ...] | None = None
+    seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "layer": self.layer,
-            "alpha": self.alpha,
-            "transfer": self.transfer.to_json(),
-            "localization": self.localization.to_json(),
-            "steering": self.steering,
-        }
+        return asdict(self)
+
+    def controlled(self, alpha: float) -> bool:
+        """Whether controls run at this alpha."""
+        chosen = self.alphas if self.control_alphas is None else self.control_alphas
+        return self.n_controls > 0 and alpha in chosen
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One (method, layer, alpha) of a sweep: its point key, its controls and its dose."""
+
+    method: str
+    layer: int
+    alpha: float
+    key: str
+    controls: tuple[str, ...]
+    added_norm: float
+    norm_ratio: float | None
+    kl: float | None
+    control_kl: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "controls": list(self.controls)}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> SweepPoint:
-        return cls(
-            kind=obj["kind"],
-            layer=int(obj["layer"]),
-            alpha=float(obj["alpha"]),
-            transfer=Score.from_json(obj["transfer"]),
-            localization=Score.from_json(obj["localization"]),
-            steering=obj["steering"],
-        )
-
-    def score(self, metric: Metric) -> Score:
-        return self.transfer if metric == "transfer" else self.localization
+        return cls(**{**obj, "controls": tuple(obj["controls"])})
 
 
 @dataclass(frozen=True)
 class LayerSweep:
-    """All sweep points of one language, with the unsteered scores as the reference."""
+    """A target's sweep on one split: every point (controls and unsteered too) and the grid."""
 
-    lang: str
-    points: tuple[SweepPoint, ...]
-    unsteered_transfer: Score
-    unsteered_localization: Score
+    target: str
+    split: Split
+    points: PointSet
+    grid: tuple[SweepPoint, ...]
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def kinds(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(point.kind for point in self.points))
+    def methods(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(point.method for point in self.grid))
 
     @property
     def alphas(self) -> tuple[float, ...]:
-        return tuple(sorted({point.alpha for point in self.points}))
+        return tuple(sorted({point.alpha for point in self.grid}))
 
-    def curve(self, kind: str, alpha: float) -> list[SweepPoint]:
-        """The points of one kind and alpha, by layer."""
-        chosen = [p for p in self.points if p.kind == kind and p.alpha == alpha]
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return tuple(sorted({point.layer for point in self.grid}))
+
+    def curve(self, method: str, alpha: float) -> list[SweepPoint]:
+        """The points of one method and alpha, by layer."""
+        chosen = [p for p in self.grid if p.method == method and p.alpha == alpha]
         if not chosen:
-            raise KeyError(f"No sweep points for kind {kind!r} and alpha {alpha}")
+            raise KeyError(f"no sweep points for method {method!r} and alpha {alpha:g}")
         return sorted(chosen, key=lambda p: p.layer)
 
-    def peak(self, kind: str, metric: Metric) -> SweepPoint:
-        """The point of ``kind`` with the highest ``metric`` (first by layer, alpha on ties)."""
-        chosen = sorted(
-            (p for p in self.points if p.kind == kind), key=lambda p: (p.layer, p.alpha)
-        )
-        if not chosen:
-            raise KeyError(f"No sweep points for kind {kind!r}")
-        return max(chosen, key=lambda p: p.score(metric).value)
+    def value(self, key: str, variant: str) -> float:
+        return self.points[key].scores[variant].value
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "lang": self.lang,
-            "settings": self.settings,
-            "unsteered": {
-                "transfer": self.unsteered_transfer.to_json(),
-                "localization": self.unsteered_localization.to_json(),
-            },
-            "points": [point.to_json() for point in self.points],
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> LayerSweep:
-        return cls(
-            lang=obj["lang"],
-            points=tuple(SweepPoint.from_json(p) for p in obj["points"]),
-            unsteered_transfer=Score.from_json(obj["unsteered"]["transfer"]),
-            unsteered_localization=Score.from_json(obj["unsteered"]["localization"]),
-            settings=obj.get("settings", {}),
+    def __repr__(self) -> str:
+        return (
+            f"LayerSweep({self.target}, {self.split}: methods {list(self.methods)}, "
+            f"{len(self.layers)} layers x alphas {list(self.alphas)}, "
+            f"{len(self.points.points)} points)"
         )
 
 
-def _check_layers(model: HookedTransformer, layers: Sequence[int]) -> list[int]:
-    n_layers = model.cfg.n_layers
-    bad = [layer for layer in layers if not 0 <= layer < n_layers]
-    if bad:
-        raise ValueError(f"Layers {bad} out of range for {model_id(model)} (0..{n_layers - 1})")
-    if not layers:
-        raise ValueError("No layers to sweep")
-    return list(layers)
+def _sweep_steerings(
+    vectors: Mapping[str, LayerVectors],
+    settings: SweepSettings,
+    norms: ReferenceNorms | None,
+    d_model: int,
+) -> tuple[dict[str, Steering], list[dict[str, Any]]]:
+    steerings: dict[str, Steering] = {}
+    grid = []
+    for method, source in vectors.items():
+        provenance = vector_provenance(source)
+        for layer in settings.layers:
+            for alpha in settings.alphas:
+                key = point_key(method, layer, alpha)
+                steering = single_layer_steering(
+                    source.at_layer(layer), layer, alpha, alpha_mode=settings.alpha_mode,
+                    reference_norm=reference_norm(norms, layer), name=method,
+                    provenance=provenance,
+                )  # fmt: skip
+                steerings[key] = steering
+                added = steering.terms[0].effective_norm()
+                controls = []
+                if settings.controlled(alpha):
+                    for index in range(settings.n_controls):
+                        name = control_key(method, layer, alpha, index)
+                        direction = random_direction(d_model, added, seed=settings.seed, name=name)
+                        steerings[name] = single_layer_steering(
+                            direction, layer, 1.0, name=f"random:{method}#{index}",
+                            provenance={"control_of": key, "seed": settings.seed},
+                        )  # fmt: skip
+                        controls.append(name)
+                ref = reference_norm(norms, layer)
+                grid.append(
+                    {
+                        "method": method, "layer": layer, "alpha": float(alpha), "key": key,
+                        "controls": tuple(controls), "added_norm": added,
+                        "norm_ratio": None if not ref else added / ref,
+                    }
+                )  # fmt: skip
+    return steerings, grid
 
 
 def layer_sweep(
     model: HookedTransformer,
-    transfer_items: Sequence[TransferItem],
-    localization_items: Sequence[LocalizationItem],
+    items: TargetItems,
     vectors: Mapping[str, LayerVectors],
+    settings: SweepSettings,
+    scoring: ScoringSettings,
     *,
-    layers: Sequence[int] | None = None,
-    alphas: Sequence[float] = (0.25, 0.5, 1.0),
-    alpha_mode: AlphaMode = "relative",
+    split: Split = "eval",
     reference_norms: ReferenceNorms | None = None,
-    split: Split | None = "eval",
-    normalize: bool = False,
-    method: Method = "fast",
-    batch_size: int = 16,
+    kl_prompts: Sequence[str] = (),
     checkpoint: str | os.PathLike[str] | None = None,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
     show_progress: bool = True,
 ) -> LayerSweep:
-    """Transfer and localization of one language under single-layer steering, per layer and alpha.
+    """Every method at every layer and alpha (and its controls), scored on one split.
 
     Args:
         model: the model.
-        transfer_items, localization_items: items of one language (filtered to ``split``).
-        vectors: ``{kind: per-layer vectors}``, e.g. ``{"en": en["ko"], "loc": loc["ko"]}``.
-        layers: layers to steer (default: all).
-        alphas: scales; relative to the mean residual norm unless ``alpha_mode="raw"``.
-        alpha_mode: ``"relative"`` (needs ``reference_norms``) or ``"raw"``.
-        reference_norms: mean residual norm per layer, e.g. ``ResidualSet.mean_norm()``.
+        items: the target's items.
+        vectors: ``{method: per-layer vectors}``, e.g. ``{"en": en, "loc": loc}``.
+        settings: layers, alphas, alpha mode and controls (see :class:`SweepSettings`).
+        scoring: metrics, calibrations and intervals (see :class:`ScoringSettings`).
         split: the split to score.
-        normalize: score options by mean log-prob per token.
-        method: ``"fast"`` or ``"naive"`` (see :func:`score_steerings`).
-        batch_size: sequences per batch.
+        reference_norms: mean residual norm per layer: needed for ``alpha_mode="relative"``,
+            and used to report each dose's norm as a fraction of the residual.
+        kl_prompts: neutral texts for the next-token KL of every dose (none: no KL).
         checkpoint: JSONL file to resume from / record to.
-        n_bootstrap, seed: bootstrap interval settings.
-        show_progress: show a tqdm bar.
+        show_progress: tqdm bars.
 
     Example:
-        >>> sweep = layer_sweep(model, probe.transfer, probe.localization,
-        ...     {"en": en["ko"], "loc": loc["ko"]}, reference_norms=norms)  # doctest: +SKIP
-        >>> sweep.peak("en", "transfer").layer  # doctest: +SKIP
-        7
+        >>> sweep = layer_sweep(model, items, {"en": en, "loc": loc},
+        ...     SweepSettings(layers=(4, 8, 12)), ScoringSettings())  # doctest: +SKIP
+        >>> sweep.points["en@8:1"].scores["transfer"].value  # doctest: +SKIP
+        0.41
     """
-    layers = _check_layers(model, range(model.cfg.n_layers) if layers is None else layers)
-    if not alphas:
-        raise ValueError("No alphas to sweep")
-    if not vectors:
-        raise ValueError("No vectors to sweep (give e.g. {'en': ..., 'loc': ...})")
-    if alpha_mode == "relative" and reference_norms is None:
+    n_layers = model.cfg.n_layers
+    bad = [layer for layer in settings.layers if not 0 <= layer < n_layers]
+    if bad or not settings.layers:
         raise ValueError(
-            "alpha_mode='relative' needs reference_norms (mean residual norm per layer, e.g. "
-            "collect_residuals(...).mean_norm())"
+            f"sweep layers {list(settings.layers)}: {bad or 'none'} out of range for "
+            f"{model_id(model)} (layers 0..{n_layers - 1})"
         )
-    items = PlaneItems.build(transfer_items, localization_items, split=split)
-    steerings: dict[str, Steering | None] = {"unsteered": None}
-    where: dict[str, tuple[str, int, float]] = {}
-    for kind, source in vectors.items():
-        provenance = vector_provenance(source)
-        for layer in layers:
-            for alpha in alphas:
-                key = f"{kind}@{layer}:{alpha:g}"
-                steerings[key] = single_layer_steering(
-                    source.at_layer(layer), layer, alpha, alpha_mode=alpha_mode,
-                    reference_norm=reference_norm(reference_norms, layer), name=kind,
-                    provenance=provenance,
-                )  # fmt: skip
-                where[key] = (kind, layer, float(alpha))
-    scored = score_steerings(
-        model, items.requests, steerings, method=method, batch_size=batch_size,
-        checkpoint=checkpoint, show_progress=show_progress,
+    if not settings.alphas:
+        raise ValueError("no alphas to sweep")
+    if not vectors:
+        raise ValueError("no vectors to sweep (give e.g. {'en': ..., 'loc': ...})")
+    if settings.alpha_mode == "relative" and reference_norms is None:
+        raise ValueError(
+            "alpha_mode='relative' needs reference_norms (mean residual norm per layer)"
+        )
+    steerings, grid = _sweep_steerings(vectors, settings, reference_norms, model.cfg.d_model)
+    points = evaluate_points(
+        model, items, split, steerings, scoring, checkpoint=checkpoint,
+        show_progress=show_progress,
     )  # fmt: skip
-    base = {"model_id": model_id(model), "alpha_mode": alpha_mode, "method": method}
-
-    def plane(key: str, steering: Steering | None) -> tuple[Score, Score]:
-        settings = {**base, "steering": None if steering is None else steering.to_json()}
-        return items.scores(
-            scored[key], settings=settings, normalize=normalize, n_bootstrap=n_bootstrap, seed=seed
+    kl: dict[str, list[float]] = {}
+    if kl_prompts:
+        kl = next_token_kl(model, list(kl_prompts), steerings, batch_size=scoring.batch_size)
+    sweep_points = []
+    for entry in grid:
+        point_kl = float(np.mean(kl[entry["key"]])) if kl else None
+        control_kl = (
+            float(np.mean([np.mean(kl[name]) for name in entry["controls"]]))
+            if kl and entry["controls"]
+            else None
         )
-
-    unsteered = plane("unsteered", None)
-    points = []
-    for key, (kind, layer, alpha) in where.items():
-        steering = steerings[key]
-        assert steering is not None
-        transfer, localization = plane(key, steering)
-        points.append(SweepPoint(kind, layer, alpha, transfer, localization, steering.to_json()))
-    settings = {
-        **base,
-        **items.describe(),
-        "layers": layers,
-        "alphas": [float(alpha) for alpha in alphas],
-        "kinds": list(vectors),
-        "vectors": {kind: vector_provenance(source) for kind, source in vectors.items()},
-        "normalize": normalize,
-        "batch_size": batch_size,
-        "n_bootstrap": n_bootstrap,
-        "seed": seed,
+        sweep_points.append(SweepPoint(**entry, kl=point_kl, control_kl=control_kl))
+    recorded = {
+        **points.settings,
+        **settings.to_json(),
+        "vectors": {name: vector_provenance(v) for name, v in vectors.items()},
+        "kl_prompts": len(kl_prompts),
+        "alpha_units": "fitted vector (alpha 1 adds the whole mean difference)"
+        if settings.alpha_mode == "raw"
+        else "fraction of the mean residual norm at the layer",
     }
-    return LayerSweep(items.lang, tuple(points), unsteered[0], unsteered[1], settings)
+    return LayerSweep(items.target.key, split, points, tuple(sweep_points), recorded)

@@ -1,9 +1,9 @@
-"""Figures of the residual-stream geometry: PCA per layer (slider), perpendicularity, mixing.
+"""Figures of the residual-stream geometry: PCA per layer, perpendicularity, language mixing.
 
 Each function returns a ``plotly.graph_objects.Figure``; save it with
-:func:`lens_steer.figures.save_figure` (offline HTML + PNG). The perpendicularity and mixing
-figures read the JSON-ready rows of :func:`lens_steer.geometry.perpendicularity_table` and
-:func:`lens_steer.geometry.mixing_by_layer`, so they can be redrawn from a results file.
+:func:`lens_steer.figures.save_figure` (offline HTML + PNG/SVG/PDF). The PCA has a layer slider
+in HTML and a small-multiples grid of layers for the static images; perpendicularity and mixing
+read JSON-ready rows, so they can be redrawn from a results file.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from lens_steer.data.records import PROBE_LANGUAGES
+from lens_steer.data.languages import languages
 from lens_steer.geometry.pca import LayerPCA
-from lens_steer.geometry.study import GeometryStudy
 
 _PALETTE = qualitative.Plotly + qualitative.D3
 
 
 def language_colors(langs: Sequence[str]) -> dict[str, str]:
-    """A fixed colour per language: the probe languages always get the same ones."""
-    order = list(PROBE_LANGUAGES) + sorted(set(langs) - set(PROBE_LANGUAGES))
+    """A fixed colour per language: registered languages always get the same ones."""
+    known = [lang.code for lang in languages()]
+    order = known + sorted(set(langs) - set(known))
     return {lang: _PALETTE[order.index(lang) % len(_PALETTE)] for lang in langs}
 
 
@@ -156,8 +156,62 @@ def pca_figure(
     return fig
 
 
+def pca_grid_figure(
+    pcas: LayerPCA | Sequence[LayerPCA],
+    *,
+    layers: Sequence[int] | None = None,
+    width: int = 1400,
+    height: int | None = None,
+) -> go.Figure:
+    """Small multiples of the PCA: one panel per chosen layer (rows: raw, standardized).
+
+    The static counterpart of :func:`pca_figure`'s slider: a printed page cannot slide.
+    """
+    pcas = [pcas] if isinstance(pcas, LayerPCA) else list(pcas)
+    all_layers = pcas[0].layers
+    chosen = (
+        list(layers) if layers is not None else list(all_layers[:: max(1, len(all_layers) // 6)])
+    )
+    langs = list(dict.fromkeys(pcas[0].langs))
+    colors = language_colors(langs)
+    titles = [
+        f"layer {layer} ({'std' if pca.standardized else 'raw'})"
+        for pca in pcas
+        for layer in chosen
+    ]
+    fig = make_subplots(rows=len(pcas), cols=len(chosen), subplot_titles=titles)
+    for row, pca in enumerate(pcas, start=1):
+        for col, layer in enumerate(chosen, start=1):
+            slot = pca.layers.index(layer)
+            for lang in langs:
+                rows = [i for i, value in enumerate(pca.langs) if value == lang]
+                fig.add_trace(
+                    go.Scatter(
+                        x=pca.coords[slot, rows, 0].tolist(), y=pca.coords[slot, rows, 1].tolist(),
+                        mode="markers", name=lang, legendgroup=lang,
+                        showlegend=row == 1 and col == 1,
+                        marker={"color": colors[lang], "size": 4, "opacity": 0.7},
+                    ),
+                    row=row, col=col,
+                )  # fmt: skip
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(
+        title=(
+            "PC1/PC2 of the residual stream at chosen layers (one colour per language)"
+            f"<br><sup>{_source(pcas[0].provenance)}; {len(pcas[0].ids)} parallel sentences; "
+            "top row raw residuals, bottom row standardized</sup>"
+        ),
+        width=width,
+        height=height or 280 * len(pcas) + 140,
+        template="plotly_white",
+        legend_title_text="language",
+    )
+    return fig
+
+
 # --------------------------------------------------------------------------------------------
-# Perpendicularity: cos(EN, LOC) per layer and language.
+# Perpendicularity: cos(EN, LOC) per layer and target, against the sign-flip null.
 # --------------------------------------------------------------------------------------------
 
 
@@ -170,17 +224,18 @@ def _band(
     name: str,
     color: str,
     col: int,
+    row: int = 1,
     showlegend: bool,
     group: str,
 ) -> None:
     """A shaded band between ``low`` and ``high`` (two traces: the upper edge, then the fill)."""
     common = {"mode": "lines", "line": {"width": 0}, "legendgroup": group, "hoverinfo": "skip"}
-    fig.add_trace(go.Scatter(x=x, y=high, name=name, showlegend=False, **common), row=1, col=col)
+    fig.add_trace(go.Scatter(x=x, y=high, name=name, showlegend=False, **common), row=row, col=col)
     fig.add_trace(
         go.Scatter(
             x=x, y=low, name=name, fill="tonexty", fillcolor=color, showlegend=showlegend, **common
         ),
-        row=1,
+        row=row,
         col=col,
     )
 
@@ -188,54 +243,86 @@ def _band(
 def perpendicularity_figure(
     rows: Sequence[Mapping[str, Any]],
     *,
+    margin: float | None = None,
     title: str | None = None,
-    width: int = 1200,
+    width: int = 1300,
     height: int = 560,
 ) -> go.Figure:
-    """cos(EN vector, LOC vector) against layer, one line per language, with the null band.
+    """cos(EN, LOC) against layer per target (raw and standardized), with its nulls and control.
 
-    Two panels: raw cosine and standardized cosine (when the rows have ``cos_std``). Shaded
-    around each line: its bootstrap interval; grey around 0: cosines of random directions.
+    Shaded around each line: the 95% bootstrap interval; dotted: the 95% quantile of the
+    sign-flip null (LOC rebuilt from item differences with random signs); dashed: the
+    equivalence margin; grey: the positive control (cosine of two targets' EN vectors).
 
     Args:
-        rows: from :func:`lens_steer.geometry.perpendicularity_table`.
-        title: figure title; a caption-ready one is built when ``None``.
-        width, height: figure size in pixels.
+        rows: JSON rows (``target, layer, space, cos, ci_low, ci_high, null_q95``), and rows
+            with ``target == "positive control"`` for the control.
+        margin: the equivalence margin to draw.
     """
     if not rows:
         raise ValueError("perpendicularity_figure: no rows")
-    panels = [("cos_raw", "ci_low", "ci_high", "raw cosine")]
-    if all(row.get("cos_std") is not None for row in rows):
-        panels.append(
-            ("cos_std", "std_ci_low", "std_ci_high", "standardized cosine (per-dimension std)")
-        )
+    spaces = [s for s in ("raw", "standardized") if any(r["space"] == s for r in rows)]
     fig = make_subplots(
-        rows=1, cols=len(panels), subplot_titles=[p[3] for p in panels], shared_yaxes=True
-    )
-    langs = list(dict.fromkeys(row["lang"] for row in rows))
-    colors = language_colors(langs)
-    layers = sorted({int(row["layer"]) for row in rows})
-    band = float(rows[0]["null_band"])
-    for col, (value, low, high, _) in enumerate(panels, start=1):
-        _band(
-            fig, layers, [-band] * len(layers), [band] * len(layers),
-            name=f"null band ±{band:.3f} (random directions)", color="rgba(128,128,128,0.25)",
-            col=col, showlegend=col == 1, group="null",
-        )  # fmt: skip
-        for lang in langs:
-            mine = sorted((r for r in rows if r["lang"] == lang), key=lambda r: r["layer"])
-            x = [int(r["layer"]) for r in mine]
-            if all(r.get(low) is not None for r in mine):
-                _band(
-                    fig, x, [r[low] for r in mine], [r[high] for r in mine],
-                    name=f"{lang} {100 * float(mine[0].get('level', 0.95)):.0f}% bootstrap CI",
-                    color=_transparent(colors[lang], 0.18), col=col, showlegend=False, group=lang,
+        rows=1, cols=len(spaces), shared_yaxes=True,
+        subplot_titles=[f"{space} residual space" for space in spaces],
+    )  # fmt: skip
+    targets = list(dict.fromkeys(r["target"] for r in rows if r["target"] != "positive control"))
+    colors = {t: _PALETTE[i % len(_PALETTE)] for i, t in enumerate(targets)}
+    layers = sorted({int(r["layer"]) for r in rows})
+    for col, space in enumerate(spaces, start=1):
+        if margin is not None:
+            for sign in (-1, 1):
+                fig.add_trace(
+                    go.Scatter(
+                        x=[layers[0], layers[-1]], y=[sign * margin] * 2, mode="lines",
+                        name=f"equivalence margin ±{margin:g}", legendgroup="margin",
+                        showlegend=col == 1 and sign == 1, line={"color": "black", "dash": "dash"},
+                    ),
+                    row=1, col=col,
                 )  # fmt: skip
+        control = sorted(
+            (r for r in rows if r["target"] == "positive control" and r["space"] == space),
+            key=lambda r: r["layer"],
+        )
+        if control:
             fig.add_trace(
                 go.Scatter(
-                    x=x, y=[r[value] for r in mine], mode="lines+markers", name=lang,
-                    legendgroup=lang, showlegend=col == 1, line={"color": colors[lang], "width": 2},
-                    hovertemplate=f"{lang} · layer %{{x}}<br>cos %{{y:.3f}}<extra></extra>",
+                    x=[r["layer"] for r in control], y=[r["cos"] for r in control],
+                    mode="lines", name=f"positive control: cos(EN, EN) {control[0].get('pair', '')}",
+                    legendgroup="control", showlegend=col == 1,
+                    line={"color": "grey", "width": 2},
+                ),
+                row=1, col=col,
+            )  # fmt: skip
+        for target in targets:
+            mine = sorted(
+                (r for r in rows if r["target"] == target and r["space"] == space),
+                key=lambda r: r["layer"],
+            )
+            x = [int(r["layer"]) for r in mine]
+            color = colors[target]
+            if all(r.get("ci_low") is not None for r in mine):
+                _band(
+                    fig, x, [r["ci_low"] for r in mine], [r["ci_high"] for r in mine],
+                    name=f"{target} 95% CI", color=_transparent(color, 0.18), col=col,
+                    showlegend=False, group=target,
+                )  # fmt: skip
+            if all(r.get("null_q95") is not None for r in mine):
+                for sign in (-1, 1):
+                    fig.add_trace(
+                        go.Scatter(
+                            x=x, y=[sign * r["null_q95"] for r in mine], mode="lines",
+                            name=f"{target} sign-flip null (95%)", legendgroup=f"{target}-null",
+                            showlegend=col == 1 and sign == 1,
+                            line={"color": color, "dash": "dot", "width": 1},
+                        ),
+                        row=1, col=col,
+                    )  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=x, y=[r["cos"] for r in mine], mode="lines+markers", name=target,
+                    legendgroup=target, showlegend=col == 1, line={"color": color, "width": 2},
+                    hovertemplate=f"{target} · layer %{{x}}<br>cos %{{y:.3f}}<extra></extra>",
                 ),
                 row=1, col=col,
             )  # fmt: skip
@@ -244,26 +331,31 @@ def perpendicularity_figure(
             range=[layers[0] - 0.5, layers[-1] + 0.5], row=1, col=col,
         )  # fmt: skip
     fig.update_yaxes(title_text="cos(EN vector, LOC vector)", range=[-1, 1], row=1, col=1)
-    first = rows[0]
     fig.update_layout(
         title=title
         or (
             "Are the EN and LOC steering vectors perpendicular? cos(EN, LOC) per layer"
-            f"<br><sup>{_source(first)}; fit split '{first.get('split', '')}'; shaded: "
-            f"{first.get('interval', 'bootstrap')} bootstrap interval over prompts "
-            f"(n={first.get('n_bootstrap', 0)}) and the ±2/√d band of random directions</sup>"
+            "<br><sup>vectors fitted on the fit split; shaded: 95% bootstrap interval over "
+            "items; dotted: sign-flip null; grey: EN vectors of two targets</sup>"
         ),
-        legend_title_text="language",
         width=width,
         height=height,
         template="plotly_white",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
+        margin={"b": 150},
     )
     return fig
 
 
 # --------------------------------------------------------------------------------------------
-# Mixing: translation retrieval and language silhouette per layer.
+# Mixing: retrieval, silhouette and the language-ID probe per layer, with intervals.
 # --------------------------------------------------------------------------------------------
+
+_MIXING_PANELS = (
+    ("retrieval", "translation retrieval (higher: mixed)", [0, 1.02]),
+    ("silhouette", "language silhouette (lower: mixed)", [-1, 1]),
+    ("probe", "language-ID probe accuracy (lower: mixed)", [0, 1.02]),
+)
 
 
 def mixing_figure(
@@ -271,82 +363,58 @@ def mixing_figure(
     *,
     title: str | None = None,
     width: int = 1000,
-    height: int = 700,
+    height: int = 900,
 ) -> go.Figure:
-    """Translation-retrieval accuracy and language silhouette against layer.
-
-    High retrieval and low silhouette mean the languages mix (a sentence sits next to its
-    translations); rows computed on raw and on standardized residuals become separate lines.
+    """Retrieval, silhouette and probe accuracy against layer, raw and standardized, with CIs.
 
     Args:
-        rows: from :func:`lens_steer.geometry.mixing_by_layer` (one or several runs).
-        title: figure title; a caption-ready one is built when ``None``.
-        width, height: figure size in pixels.
+        rows: from :meth:`lens_steer.geometry.LayerMixing.rows` (raw and/or standardized).
     """
     if not rows:
         raise ValueError("mixing_figure: no rows")
     fig = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-        subplot_titles=(
-            "translation retrieval: nearest neighbour in another language is the translation",
-            "language silhouette (1: separate clusters per language, ≤0: mixed)",
-        ),
+        rows=len(_MIXING_PANELS), cols=1, shared_xaxes=True, vertical_spacing=0.07,
+        subplot_titles=[title for _, title, _ in _MIXING_PANELS],
     )  # fmt: skip
-    variants = list(dict.fromkeys(bool(row.get("standardized")) for row in rows))
     styles = {False: ("raw residuals", "#1f77b4"), True: ("standardized residuals", "#d62728")}
-    for standardized in variants:
+    for standardized in dict.fromkeys(bool(r.get("standardized")) for r in rows):
         label, color = styles[standardized]
         mine = sorted(
             (r for r in rows if bool(r.get("standardized")) == standardized),
             key=lambda r: r["layer"],
         )
         x = [int(r["layer"]) for r in mine]
-        for row_index, key in ((1, "retrieval_accuracy"), (2, "silhouette")):
+        for index, (key, _, _) in enumerate(_MIXING_PANELS, start=1):
+            if key not in mine[0]:
+                continue
+            _band(
+                fig, x, [r[f"{key}_ci"][0] for r in mine], [r[f"{key}_ci"][1] for r in mine],
+                name=f"{label} 95% CI", color=_transparent(color, 0.18), col=1, row=index,
+                showlegend=False, group=label,
+            )  # fmt: skip
             fig.add_trace(
                 go.Scatter(
                     x=x, y=[r[key] for r in mine], mode="lines+markers", name=label,
-                    legendgroup=label, showlegend=row_index == 1, line={"color": color, "width": 2},
+                    legendgroup=label, showlegend=index == 1, line={"color": color, "width": 2},
                     hovertemplate=f"{label} · layer %{{x}}<br>{key} %{{y:.3f}}<extra></extra>",
                 ),
-                row=row_index, col=1,
+                row=index, col=1,
             )  # fmt: skip
-    chance = {int(r["layer"]): r["retrieval_chance"] for r in rows}
-    fig.add_trace(
-        go.Scatter(
-            x=sorted(chance), y=[chance[layer] for layer in sorted(chance)],
-            mode="lines", name="chance retrieval", line={"color": "grey", "dash": "dash"},
-        ),
-        row=1, col=1,
-    )  # fmt: skip
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    fig.update_yaxes(title_text="silhouette (cosine)", range=[-1, 1], row=2, col=1)
-    layers = sorted(chance)
+    for index, (_, _, y_range) in enumerate(_MIXING_PANELS, start=1):
+        fig.update_yaxes(range=y_range, row=index, col=1)
+    layers = sorted({int(r["layer"]) for r in rows})
     fig.update_xaxes(dtick=1, range=[layers[0] - 0.5, layers[-1] + 0.5])
-    fig.update_xaxes(title_text="layer (blocks.L.hook_resid_post)", row=2, col=1)
+    fig.update_xaxes(title_text="layer (blocks.L.hook_resid_post)", row=len(_MIXING_PANELS), col=1)
     first = rows[0]
     fig.update_layout(
         title=title
         or (
-            "Where do languages mix? Translation retrieval and language separation per layer"
-            f"<br><sup>{_source(first)}; {first.get('n_prompts', '?')} parallel sentences in "
-            f"{first.get('n_langs', '?')} languages; cosine on globally centred residuals</sup>"
+            "Where do languages mix? Three measures per layer, 95% intervals over sentence groups"
+            f"<br><sup>{_source(first)}; {first.get('n_groups', '?')} sentence groups in "
+            f"{first.get('n_langs', '?')} languages</sup>"
         ),
         width=width,
         height=height,
         template="plotly_white",
     )
     return fig
-
-
-def geometry_figures(study: GeometryStudy) -> dict[str, go.Figure]:
-    """The three geometry figures of a :func:`lens_steer.geometry.geometry_study` run.
-
-    Example:
-        >>> for name, fig in geometry_figures(study).items():  # doctest: +SKIP
-        ...     save_figure(fig, f"figures/{name}")
-    """
-    return {
-        "pca": pca_figure(study.pca),
-        "perpendicularity": perpendicularity_figure(study.perpendicularity),
-        "mixing": mixing_figure(study.mixing),
-    }

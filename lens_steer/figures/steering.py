@@ -1,213 +1,222 @@
-"""Figures of steering results: per-layer sweep curves and the transfer–localization plane.
+"""Figures of steering results: effects per layer (with controls and doses) and the plane.
 
-Every point carries its bootstrap interval as an error bar; titles say the model, language,
-split and item counts so a saved PNG can go into a paper or report as it is.
+The sweep figure shows *effects*, not raw scores: the mean per-item change of the margin
+against the unsteered model on the same items, with its paired interval, and the random-
+direction control at the same dose as a shaded band, so a reader sees whether a direction does
+more than any push of that size. Both figures read JSON-ready summaries, so they can be redrawn
+from ``results.json``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lens_steer.evaluate.plane import Plane, PlanePoint
-from lens_steer.evaluate.scores import Score
-from lens_steer.evaluate.sweep import LayerSweep
-from lens_steer.figures._export import save_figure
 
-TRANSFER_TITLE = "transfer score (accuracy, LOC-language MC)"
-LOCALIZATION_TITLE = "localization score (share local > US)"
-_KIND_TITLES = {"en": "EN-steering", "loc": "LOC-steering"}
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+_METHOD_TITLES = {"en": "EN-steering", "loc": "LOC-steering"}
 _REFERENCE_STYLE = {
-    "unsteered": ("circle", "#444444"),
-    "english_query": ("square", "#1f77b4"),
-    "explicit": ("diamond", "#2ca02c"),
+    "unsteered": ("circle", "#444444", "unsteered (asked in L, implicit)"),
+    "explicit": ("diamond", "#2ca02c", "explicit prompt (culture named)"),
+    "english_query": ("square", "#1f77b4", "English query (transfer asked in English)"),
 }
 
 
-def _error(scores: Sequence[Score]) -> dict:
+def _error(values: Sequence[float], lows: Sequence[float], highs: Sequence[float]) -> dict:
     return {
         "type": "data",
         "symmetric": False,
-        "array": [s.ci_high - s.value for s in scores],
-        "arrayminus": [s.value - s.ci_low for s in scores],
+        "array": [h - v for v, h in zip(values, highs, strict=True)],
+        "arrayminus": [v - lo for v, lo in zip(values, lows, strict=True)],
         "thickness": 1,
-        "width": 2,
+        "width": 3,
     }
 
 
-def _alpha_label(sweep: LayerSweep, alpha: float) -> str:
-    mode = sweep.settings.get("alpha_mode", "relative")
-    return f"α = {alpha:g}" + (" × mean ‖resid‖" if mode == "relative" else " (raw)")
+def _transparent(color: str, alpha: float) -> str:
+    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
 
 
-def sweep_figure(sweep: LayerSweep) -> go.Figure:
-    """Transfer and localization against the steered layer, one line per alpha.
+def sweep_figure(summary: Mapping[str, Any], axes: Sequence[str | None]) -> go.Figure:
+    """Effect of each method per layer and alpha on the two axis metrics, and the dose's KL.
 
-    Rows are the vector kinds (EN-steering, LOC-steering), columns the two scores; the dashed
-    line is the unsteered model, error bars are bootstrap intervals.
+    Rows: vector methods. Columns: the change of each axis metric's per-item margin against the
+    unsteered model (nats, mean with 95% paired bootstrap interval), the random-direction
+    control at the same layer and dose (shaded), and the next-token KL on neutral prompts.
 
-    Example:
-        >>> fig = sweep_figure(sweep)  # doctest: +SKIP
-        >>> save_figure(fig, "figures/sweep_ko")  # doctest: +SKIP
+    Args:
+        summary: from :func:`lens_steer.evaluate.summary.summarize_sweep`.
+        axes: the axis metrics to show (``None`` entries are skipped).
     """
-    kinds = sweep.kinds
+    metrics = [axis for axis in axes if axis]
+    points = summary["points"]
+    methods = list(dict.fromkeys(p["method"] for p in points))
+    alphas = sorted({p["alpha"] for p in points})
+    columns = [*metrics, "kl"]
     titles = [
-        f"{_KIND_TITLES.get(kind, kind)}: {metric}"
-        for kind in kinds
-        for metric in ("transfer", "localization")
+        f"{_METHOD_TITLES.get(m, m)}: Δ {c} margin"
+        if c != "kl"
+        else f"{_METHOD_TITLES.get(m, m)}: KL"
+        for m in methods
+        for c in columns
     ]
     fig = make_subplots(
-        rows=len(kinds), cols=2, subplot_titles=titles, shared_xaxes=True,
-        vertical_spacing=0.12, horizontal_spacing=0.09,
+        rows=len(methods), cols=len(columns), subplot_titles=titles, shared_xaxes=True,
+        vertical_spacing=0.12, horizontal_spacing=0.07,
     )  # fmt: skip
-    baselines = (sweep.unsteered_transfer, sweep.unsteered_localization)
-    for row, kind in enumerate(kinds, start=1):
-        for col, metric in enumerate(("transfer", "localization"), start=1):
-            for index, alpha in enumerate(sweep.alphas):
-                curve = [p for p in sweep.points if p.kind == kind and p.alpha == alpha]
-                if not curve:
+    for row, method in enumerate(methods, start=1):
+        for col, column in enumerate(columns, start=1):
+            for index, alpha in enumerate(alphas):
+                color = _PALETTE[index % len(_PALETTE)]
+                curve = sorted(
+                    (p for p in points if p["method"] == method and p["alpha"] == alpha),
+                    key=lambda p: p["layer"],
+                )
+                x = [p["layer"] for p in curve]
+                legend = row == 1 and col == 1
+                if column == "kl":
+                    if all(p.get("kl") is not None for p in curve):
+                        fig.add_trace(
+                            go.Scatter(
+                                x=x, y=[p["kl"] for p in curve], mode="lines+markers",
+                                name=f"α = {alpha:g}", legendgroup=f"a{alpha}", showlegend=False,
+                                line={"color": color},
+                            ),
+                            row=row, col=col,
+                        )  # fmt: skip
+                    if all(p.get("control_kl") is not None for p in curve):
+                        fig.add_trace(
+                            go.Scatter(
+                                x=x, y=[p["control_kl"] for p in curve], mode="lines",
+                                name="random control", legendgroup="control", showlegend=False,
+                                line={"color": color, "dash": "dot"},
+                            ),
+                            row=row, col=col,
+                        )  # fmt: skip
                     continue
-                curve.sort(key=lambda p: p.layer)
-                scores = [p.score(metric) for p in curve]  # type: ignore[arg-type]
+                effects = [p["metrics"].get(column, {}).get("vs_unsteered") for p in curve]
+                if not all(effects):
+                    continue
+                controls = [p["metrics"][column].get("control") for p in curve]
+                if all(controls):
+                    fig.add_trace(
+                        go.Scatter(
+                            x=x + x[::-1],
+                            y=[c["ci_high"] for c in controls] + [c["ci_low"] for c in controls][::-1],
+                            fill="toself", fillcolor=_transparent(color, 0.15), mode="lines",
+                            line={"width": 0}, hoverinfo="skip",
+                            name="random-direction control (95% CI)", legendgroup="control",
+                            showlegend=legend and index == 0,
+                        ),
+                        row=row, col=col,
+                    )  # fmt: skip
+                values = [e["mean_delta"] for e in effects]
                 fig.add_trace(
                     go.Scatter(
-                        x=[p.layer for p in curve], y=[s.value for s in scores],
-                        error_y=_error(scores), mode="lines+markers",
-                        name=_alpha_label(sweep, alpha), legendgroup=f"alpha{alpha}",
-                        showlegend=row == 1 and col == 1,
-                        line={"color": _PALETTE[index % len(_PALETTE)]},
-                        hovertemplate="layer %{x}<br>%{y:.3f}<extra>" + f"{kind} α={alpha:g}</extra>",
+                        x=x, y=values,
+                        error_y=_error(values, [e["ci_low"] for e in effects], [e["ci_high"] for e in effects]),
+                        mode="lines+markers", name=f"α = {alpha:g}", legendgroup=f"a{alpha}",
+                        showlegend=legend, line={"color": color},
+                        hovertemplate="layer %{x}<br>Δ %{y:.3f} nats<extra>" + f"{method} α={alpha:g}</extra>",
                     ),
                     row=row, col=col,
                 )  # fmt: skip
-            base = baselines[col - 1]
-            layers = sorted({p.layer for p in sweep.points})
-            fig.add_trace(
-                go.Scatter(
-                    x=[layers[0], layers[-1]], y=[base.value, base.value], mode="lines",
-                    name="unsteered", legendgroup="unsteered", showlegend=row == 1 and col == 1,
-                    line={"color": "#444444", "dash": "dash"},
-                ),
-                row=row, col=col,
-            )  # fmt: skip
-            fig.update_yaxes(
-                title_text=TRANSFER_TITLE if metric == "transfer" else LOCALIZATION_TITLE,
-                range=[-0.05, 1.05], row=row, col=col,
-            )  # fmt: skip
-            fig.update_xaxes(
-                title_text="steered layer (resid_post)",
-                tickmode="linear",
-                dtick=1,
-                row=row,
-                col=col,
-            )
-    settings = sweep.settings
+            if column != "kl":
+                fig.add_hline(y=0, line={"color": "#444444", "dash": "dash"}, row=row, col=col)
+                fig.update_yaxes(title_text="Δ margin vs unsteered (nats)", row=row, col=col)
+            else:
+                fig.update_yaxes(title_text="KL (nats)", type="log", row=row, col=col)
+            fig.update_xaxes(title_text="steered layer", dtick=1, row=row, col=col)
+    settings = summary.get("settings", {})
     fig.update_layout(
         title=(
-            f"Layer sweep, {sweep.lang}: {settings.get('model_id', '')}, split "
-            f"{settings.get('split')} (n = {settings.get('n_transfer')} MC, "
-            f"{settings.get('n_localization')} localization items), 95% bootstrap CIs"
+            f"Layer sweep, {summary['target']} ({summary['split']} split): per-item margin change "
+            f"vs unsteered, 95% paired CIs<br><sup>{settings.get('model_id', '')}; α in units of "
+            f"{settings.get('alpha_units', 'the vector')}; shaded: random directions of the same "
+            "norm at the same layer</sup>"
         ),
-        width=1200, height=420 * len(kinds) + 160, template="plotly_white",
-        legend={
-            "title": {"text": "steering scale"}, "orientation": "h",
-            "yanchor": "top", "y": -0.08, "x": 0,
-        },
-        margin={"b": 110},
+        width=520 * len(columns), height=420 * len(methods) + 180, template="plotly_white",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.1, "x": 0}, margin={"b": 120},
     )  # fmt: skip
     return fig
 
 
-def _plane_trace(points: Sequence[PlanePoint], **style) -> go.Scatter:
-    return go.Scatter(
-        x=[p.transfer.value for p in points],
-        y=[p.localization.value for p in points],
-        error_x=_error([p.transfer for p in points]),
-        error_y=_error([p.localization for p in points]),
-        text=[p.label for p in points],
-        hovertemplate="%{text}<br>transfer %{x:.3f}<br>localization %{y:.3f}<extra></extra>",
-        **style,
-    )
-
-
-def _steering_label(point: PlanePoint) -> str:
-    if not point.steering:
-        return point.label
-    terms = point.steering.get("terms", [])
-    return " + ".join(f"{t['name']}@L{t['layer']} α={t['alpha']:g}" for t in terms) or point.label
+def _label(point: PlanePoint) -> str:
+    if point.group == "reference":
+        return _REFERENCE_STYLE.get(point.label, ("", "", point.label))[2]
+    return f"{point.label.replace('_', ' ')}: {point.key}"
 
 
 def plane_figure(plane: Plane) -> go.Figure:
-    """The transfer–localization plane of one language with every point's interval.
+    """The transfer–localization plane of one target with every point's 95% interval.
 
-    Reference points (unsteered, English query, explicit prompt), the best single-layer EN and
-    LOC points, and the surgical frontier as a line.
-
-    Example:
-        >>> save_figure(plane_figure(plane), "figures/plane_ko")  # doctest: +SKIP
+    Intervals are drawn translucent behind the markers; a reference with one axis only (the
+    English query has no localization score) is a dashed line at its value.
     """
     fig = go.Figure()
-    for point in plane.group("reference"):
-        symbol, color = _REFERENCE_STYLE.get(point.label, ("circle", "#444444"))
+    styles = {
+        "single": ("triangle-up", "#ff7f0e"),
+        "surgical": ("star", "#d62728"),
+        "control": ("x", "#7f7f7f"),
+    }
+    x_axis, y_axis = plane.axes
+    for point in plane.points:
+        if point.x is None or point.y is None:
+            score = point.x or point.y
+            if score is None:
+                continue
+            symbol, color, label = _REFERENCE_STYLE.get(
+                point.label, ("circle", "#444444", point.label)
+            )
+            line = {"color": color, "dash": "dash", "width": 1}
+            if point.x is not None:
+                fig.add_vline(
+                    x=score.value, line=line, annotation_text=label, annotation_position="top"
+                )
+            else:
+                fig.add_hline(y=score.value, line=line, annotation_text=label)
+            continue
+        if point.group == "reference":
+            symbol, color, _ = _REFERENCE_STYLE.get(point.label, ("circle", "#444444", ""))
+        elif point.group == "single" and point.label.endswith("loc"):
+            symbol, color = "triangle-down", "#9467bd"
+        else:
+            symbol, color = styles[point.group]
         fig.add_trace(
-            _plane_trace(
-                [point], mode="markers", name=point.label.replace("_", " "),
-                marker={"symbol": symbol, "size": 12, "color": color},
+            go.Scatter(
+                x=[point.x.value], y=[point.y.value], mode="markers", name=_label(point),
+                marker={"symbol": symbol, "size": 13, "color": color, "line": {"color": "white", "width": 1}},
+                error_x={**_error([point.x.value], [point.x.ci_low], [point.x.ci_high]), "color": _transparent(color, 0.35)},
+                error_y={**_error([point.y.value], [point.y.ci_low], [point.y.ci_high]), "color": _transparent(color, 0.35)},
+                hovertemplate=f"{_label(point)}<br>{x_axis} %{{x:.3f}}<br>{y_axis} %{{y:.3f}}<extra></extra>",
             )
         )  # fmt: skip
-    for point in plane.group("single"):
-        color = "#ff7f0e" if point.label.endswith("en") else "#9467bd"
+    surgical = sorted(
+        (p for p in plane.group("surgical") if p.x and p.y),
+        key=lambda p: p.x.value,  # type: ignore[union-attr]
+    )
+    if len(surgical) > 1:
         fig.add_trace(
-            _plane_trace(
-                [point], mode="markers", name=f"{point.label.replace('_', ' ')}: {_steering_label(point)}",
-                marker={"symbol": "triangle-up", "size": 12, "color": color},
+            go.Scatter(
+                x=[p.x.value for p in surgical], y=[p.y.value for p in surgical],  # type: ignore[union-attr]
+                mode="lines", name="surgical frontier (chosen on dev)",
+                line={"color": "#d62728", "width": 1},
             )
         )  # fmt: skip
-    surgical = sorted(plane.group("surgical"), key=lambda p: p.transfer.value)
-    if surgical:
-        fig.add_trace(
-            _plane_trace(
-                surgical, mode="lines+markers", name="surgical frontier (chosen on dev)",
-                marker={"symbol": "star", "size": 13, "color": "#d62728"},
-                line={"color": "#d62728"},
-                customdata=[_steering_label(p) for p in surgical],
-            )
-        )  # fmt: skip
-        fig.data[
-            -1
-        ].hovertemplate = (
-            "%{text}: %{customdata}<br>transfer %{x:.3f}<br>localization %{y:.3f}<extra></extra>"
-        )
-    settings = plane.settings
     fig.update_layout(
         title=(
-            f"Transfer–localization plane, {plane.lang}: {settings.get('model_id', '')}, "
-            f"split {settings.get('split')}, 95% bootstrap CIs"
+            f"Transfer–localization plane, {plane.target}: eval split, points chosen on dev, "
+            "95% intervals"
         ),
-        xaxis={"title": {"text": TRANSFER_TITLE}, "range": [-0.05, 1.05]},
-        yaxis={"title": {"text": LOCALIZATION_TITLE}, "range": [-0.05, 1.05]},
-        width=1000, height=750, template="plotly_white",
+        xaxis={"title": {"text": f"{x_axis}"}},
+        yaxis={"title": {"text": f"{y_axis}"}},
+        width=1050, height=780, template="plotly_white",
         legend={"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0},
+        margin={"b": 200},
     )  # fmt: skip
     return fig
-
-
-def save_steering_figures(
-    sweeps: Sequence[LayerSweep], planes: Sequence[Plane], out_dir: str | Path, *, png: bool = True
-) -> dict[str, dict[str, Path]]:
-    """Write ``sweep_{lang}`` and ``plane_{lang}`` (HTML + PNG) into ``out_dir``."""
-    out = Path(out_dir)
-    written = {}
-    for sweep in sweeps:
-        written[f"sweep_{sweep.lang}"] = save_figure(
-            sweep_figure(sweep), out / f"sweep_{sweep.lang}", png=png
-        )
-    for plane in planes:
-        written[f"plane_{plane.lang}"] = save_figure(
-            plane_figure(plane), out / f"plane_{plane.lang}", png=png
-        )
-    return written

@@ -18,8 +18,9 @@ from jaxtyping import Float
 from scipy.stats import beta
 from torch import Tensor
 
-from lens_steer.cache import ResidualSet, check_finite
+from lens_steer._tensors import check_finite
 from lens_steer.geometry.vectors import ContrastVector
+from lens_steer.residuals import ResidualSet
 
 IntervalMethod = Literal["basic", "percentile"]
 Scale = ResidualSet | Float[Tensor, "layer d_model"]

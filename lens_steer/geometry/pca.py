@@ -1,29 +1,23 @@
-"""Per-layer PCA of residuals across languages, and how mixed the languages are at each layer.
+"""Per-layer PCA of residuals across languages (scikit-learn), raw or standardized.
 
-Mixing is measured two ways: translation retrieval (is a sentence's nearest neighbour among
-another language's sentences its own translation?) and the silhouette of the language labels
-(near 1: languages form separate clusters; near 0 or below: they overlap).
+How mixed the languages are at each layer is measured in :mod:`lens_steer.geometry.mixing`.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from sklearn.decomposition import PCA
-from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lens_steer.cache import ResidualSet
-
-Center = Literal["global", "language", "none"]
+from lens_steer.residuals import ResidualSet
 
 # OpenBLAS threads started beside torch's OpenMP pool spin against it: on 2 cores one PCA of
 # 406 x 640 took 6 s with both pools and 0.1 s with a single BLAS thread.
@@ -135,129 +129,3 @@ def pca_by_layer(
             "position": residuals.position,
         },
     )
-
-
-def _centred(x: np.ndarray, langs: Sequence[str], center: Center) -> np.ndarray:
-    if center == "global":
-        return x - x.mean(axis=0)
-    if center == "language":
-        out = x.copy()
-        labels = np.asarray(langs)
-        for lang in set(langs):
-            out[labels == lang] -= x[labels == lang].mean(axis=0)
-        return out
-    if center == "none":
-        return x
-    raise ValueError(f"center must be 'global', 'language' or 'none', got {center!r}")
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
-
-
-def translation_retrieval(
-    residuals: ResidualSet,
-    layer: int,
-    *,
-    center: Center = "global",
-    standardize: bool = False,
-) -> dict[tuple[str, str], float]:
-    """Translation-retrieval accuracy for every ordered pair of languages at one layer.
-
-    For each prompt of language A whose group also occurs in language B, the nearest neighbour
-    (cosine of centred residuals) among B's prompts should be its translation.
-
-    Args:
-        residuals: prompts with ``groups`` (translations share a group) and ``langs``.
-        layer: the layer.
-        center: subtract the mean over all prompts (``"global"``, keeps language identity),
-            per language (``"language"``, removes it), or nothing.
-        standardize: scale dimensions to unit std first.
-
-    Returns:
-        ``{(A, B): accuracy}`` for A != B sharing at least one group.
-    """
-    if not residuals.groups:
-        raise ValueError(
-            "translation retrieval needs residuals with groups (translations share a group)"
-        )
-    x = _unit_rows(
-        _centred(layer_matrix(residuals, layer, standardize=standardize), residuals.langs, center)
-    )
-    langs = np.asarray(residuals.langs)
-    groups = np.asarray(residuals.groups)
-    accuracy = {}
-    with threadpool_limits(**_ONE_BLAS_THREAD):
-        for source, target in itertools.permutations(dict.fromkeys(residuals.langs), 2):
-            src, tgt = np.flatnonzero(langs == source), np.flatnonzero(langs == target)
-            src = src[np.isin(groups[src], groups[tgt])]
-            if src.size == 0:
-                continue
-            nearest = tgt[np.argmax(x[src] @ x[tgt].T, axis=1)]
-            accuracy[(source, target)] = float(np.mean(groups[nearest] == groups[src]))
-    if not accuracy:
-        raise ValueError("translation retrieval: no two languages share a group")
-    return accuracy
-
-
-def language_silhouette(
-    residuals: ResidualSet,
-    layer: int,
-    *,
-    metric: str = "cosine",
-    standardize: bool = False,
-) -> float:
-    """Silhouette score (scikit-learn) of the language labels at one layer, on centred residuals."""
-    n_langs = len(set(residuals.langs))
-    if not 2 <= n_langs < residuals.n_prompts:
-        raise ValueError(
-            f"silhouette needs 2..n_prompts-1 languages, got {n_langs} for {residuals.n_prompts} prompts"
-        )
-    x = _centred(layer_matrix(residuals, layer, standardize=standardize), residuals.langs, "global")
-    with threadpool_limits(**_ONE_BLAS_THREAD):
-        return float(silhouette_score(x, np.asarray(residuals.langs), metric=metric))
-
-
-def mixing_by_layer(
-    residuals: ResidualSet,
-    *,
-    layers: Sequence[int] | None = None,
-    center: Center = "global",
-    standardize: bool = False,
-    show_progress: bool = True,
-) -> list[dict[str, Any]]:
-    """One row per layer: mean translation-retrieval accuracy and language silhouette.
-
-    Rows are JSON-ready: ``layer, retrieval_accuracy, retrieval_chance, silhouette, n_langs,
-    n_prompts, center, standardized, model_id, hook_name, position``. Chance retrieval is
-    ``1 / (number of candidates)`` averaged over language pairs.
-
-    Example:
-        >>> rows = mixing_by_layer(parallel_residuals)  # doctest: +SKIP
-        >>> max(rows, key=lambda row: row["retrieval_accuracy"])["layer"]  # doctest: +SKIP
-        9
-    """
-    chosen = _layers(residuals, layers)
-    counts = {lang: residuals.langs.count(lang) for lang in dict.fromkeys(residuals.langs)}
-    rows = []
-    for layer in tqdm(chosen, desc="mixing per layer", disable=not show_progress):
-        pairs = translation_retrieval(residuals, layer, center=center, standardize=standardize)
-        rows.append(
-            {
-                "layer": layer,
-                "retrieval_accuracy": round(float(np.mean(list(pairs.values()))), 6),
-                "retrieval_chance": round(float(np.mean([1.0 / counts[b] for _, b in pairs])), 6),
-                "silhouette": round(
-                    language_silhouette(residuals, layer, standardize=standardize), 6
-                ),
-                "n_langs": len(counts),
-                "n_prompts": residuals.n_prompts,
-                "center": center,
-                "standardized": standardize,
-                "model_id": residuals.model_id,
-                "hook_name": residuals.hook_name,
-                "position": residuals.position,
-            }
-        )
-    return rows

@@ -1,37 +1,26 @@
 """Contrast vectors: per-layer mean differences of two collected prompt sets, with a bootstrap.
 
 EN vectors (English minus language L on parallel prompts) and LOC vectors (explicit minus
-implicit prompts in L) are two uses of the generic :func:`contrast_vector`.
+implicit prompts in L) are two uses of the generic :func:`contrast_vector` (see
+:mod:`lens_steer.geometry.methods`). A :class:`ContrastVector` keeps its per-item differences
+when the sets were paired, so a null can be rebuilt from sign-flipped differences.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from typing_extensions import Unpack
 
-from lens_steer.cache import (
-    CollectOptions,
-    ResidualSet,
-    check_compatible,
-    check_finite,
-    collect_residuals,
-    load_tensor_bundle,
-    save_tensor_bundle,
-)
-from lens_steer.data.records import ENGLISH, LocalizationItem, ParallelItem, ProbeSet
-from lens_steer.data.templates import LocalizationForm, localization_prompt, parallel_prompt
+from lens_steer._io import load_tensor_bundle, save_tensor_bundle
+from lens_steer._tensors import check_finite
+from lens_steer.residuals import ResidualSet, check_compatible
 
-VectorKind = Literal["en", "loc", "custom"]
-Item = TypeVar("Item", ParallelItem, LocalizationItem)
 _FORMAT = "lens_steer.ContrastVector/1"
 
 
@@ -51,6 +40,7 @@ class ContrastVector:
     layers: tuple[int, ...]
     bootstrap: Float[Tensor, "sample layer d_model"] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    differences: Float[Tensor, "item layer d_model"] | None = None
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.layers):
@@ -58,11 +48,23 @@ class ContrastVector:
                 f"ContrastVector.vectors must be [layer, d_model] with {len(self.layers)} layers, "
                 f"got {tuple(self.vectors.shape)}"
             )
-        if self.bootstrap is not None and self.bootstrap.shape[1:] != self.vectors.shape:
-            raise ValueError(
-                f"ContrastVector.bootstrap shape {tuple(self.bootstrap.shape)} does not match "
-                f"vectors {tuple(self.vectors.shape)}"
-            )
+        for name in ("bootstrap", "differences"):
+            extra = getattr(self, name)
+            if extra is not None and extra.shape[1:] != self.vectors.shape:
+                raise ValueError(
+                    f"ContrastVector.{name} shape {tuple(extra.shape)} does not match "
+                    f"vectors {tuple(self.vectors.shape)}"
+                )
+
+    def __repr__(self) -> str:
+        prov = self.provenance
+        what = prov.get("method") or prov.get("kind") or prov.get("name") or "contrast"
+        return (
+            f"ContrastVector({what}, target={prov.get('target', prov.get('lang', '?'))}, "
+            f"layers {len(self.layers)} x d_model {self.d_model}, n_a={prov.get('n_a')}, "
+            f"n_b={prov.get('n_b')}, split={prov.get('split', '?')}, "
+            f"bootstrap={0 if self.bootstrap is None else self.bootstrap.shape[0]})"
+        )
 
     @property
     def d_model(self) -> int:
@@ -83,6 +85,8 @@ class ContrastVector:
         tensors = {"vectors": self.vectors}
         if self.bootstrap is not None:
             tensors["bootstrap"] = self.bootstrap
+        if self.differences is not None:
+            tensors["differences"] = self.differences
         meta = {"format": _FORMAT, "layers": list(self.layers), "provenance": self.provenance}
         return save_tensor_bundle(path, tensors, meta)
 
@@ -95,6 +99,7 @@ class ContrastVector:
             layers=tuple(int(layer) for layer in meta["layers"]),
             bootstrap=tensors.get("bootstrap"),
             provenance=dict(meta["provenance"]),
+            differences=tensors.get("differences"),
         )
 
 
@@ -124,7 +129,7 @@ def contrast_vector(
     seed: int = 0,
     name: str = "",
     paired: bool = False,
-    kind: VectorKind = "custom",
+    kind: str = "custom",
     lang: str | None = None,
     split: str = "",
 ) -> ContrastVector:
@@ -138,7 +143,7 @@ def contrast_vector(
         name: free label stored in the provenance.
         paired: row i of ``a`` and of ``b`` are the same item in two forms; the bootstrap then
             resamples pairs (same indices in both) instead of each set independently.
-        kind: ``"en"``, ``"loc"`` or ``"custom"`` (recorded).
+        kind: the vector method's name, e.g. ``"en"``, ``"loc"`` (recorded).
         lang: language recorded in the provenance; by default b's language when unique.
         split: data split recorded in the provenance.
 
@@ -192,197 +197,9 @@ def contrast_vector(
         "name": name,
     }
     return ContrastVector(
-        vectors=vectors, layers=a.layers, bootstrap=bootstrap, provenance=provenance
+        vectors=vectors,
+        layers=a.layers,
+        bootstrap=bootstrap,
+        provenance=provenance,
+        differences=(a.acts - b.acts) if paired else None,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Collecting the probe set's prompt sets once, and the EN / LOC vectors built from them.
-# --------------------------------------------------------------------------------------------
-
-
-def _items_in(
-    records: Sequence[Item], langs: Sequence[str], split: str | None, what: str
-) -> list[Item]:
-    """The records in ``langs`` and ``split`` (``None``: all), ordered by language then id."""
-    items = [r for r in records if r.lang in langs and (split is None or r.split == split)]
-    missing = [lang for lang in langs if lang not in {item.lang for item in items}]
-    if missing:
-        raise ValueError(f"no {what} items in language(s) {missing} for split {split!r}")
-    return sorted(items, key=lambda item: (list(langs).index(item.lang), item.id))
-
-
-def collect_parallel(
-    model: HookedTransformer,
-    probe_set: ProbeSet,
-    langs: Sequence[str],
-    *,
-    split: str | None = "fit",
-    **options: Unpack[CollectOptions],
-) -> ResidualSet:
-    """Residuals of the probe set's parallel sentences in ``langs`` (ids, langs and groups kept).
-
-    Args:
-        model: the model.
-        probe_set: supplies the parallel sentences.
-        langs: languages to collect (English included if wanted).
-        split: ``"fit"``, ``"dev"``, ``"eval"`` or ``None`` for all splits.
-        **options: ``layers``, ``position``, ``batch_size``, ``point``, ``show_progress`` as in
-            :func:`lens_steer.cache.collect_residuals`.
-    """
-    items = _items_in(probe_set.parallel, langs, split, "parallel")
-    return collect_residuals(
-        model,
-        [parallel_prompt(item) for item in items],
-        ids=[item.id for item in items],
-        langs=[item.lang for item in items],
-        groups=[item.group for item in items],
-        **options,
-    )
-
-
-def collect_localization(
-    model: HookedTransformer,
-    probe_set: ProbeSet,
-    langs: Sequence[str],
-    *,
-    split: str | None = "fit",
-    forms: Sequence[LocalizationForm] = ("explicit", "implicit"),
-    **options: Unpack[CollectOptions],
-) -> dict[str, ResidualSet]:
-    """Residuals of the localization items in each form, in one collection; rows align by item.
-
-    Args:
-        forms: which prompt forms (see ``lens_steer.data.templates.localization_prompt``).
-        Others: as in :func:`collect_parallel`.
-
-    Returns:
-        ``{form: ResidualSet}``; row i of every form is the same item (ids = item ids).
-    """
-    items = _items_in(probe_set.localization, langs, split, "localization")
-    collected = collect_residuals(
-        model,
-        [localization_prompt(item, form) for form in forms for item in items],
-        ids=[item.id for _ in forms for item in items],
-        langs=[item.lang for _ in forms for item in items],
-        groups=[item.group for _ in forms for item in items],
-        **options,
-    )
-    n_items = len(items)
-    return {
-        form: collected.select(list(range(slot * n_items, (slot + 1) * n_items)))
-        for slot, form in enumerate(forms)
-    }
-
-
-def _pair_by(
-    a: ResidualSet, b: ResidualSet, key: str, what: str
-) -> tuple[ResidualSet, ResidualSet]:
-    """Rows of a and b matched on ``key`` ("ids" or "groups"), in sorted key order."""
-    keys_a, keys_b = getattr(a, key), getattr(b, key)
-    if not keys_a or not keys_b:
-        raise ValueError(f"{what}: the residual sets carry no {key} to pair prompts by")
-    for keys, lang in ((keys_a, _single_lang(a)), (keys_b, _single_lang(b))):
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"{what}: duplicate {key} in language {lang!r}")
-    common = sorted(set(keys_a) & set(keys_b))
-    if not common:
-        raise ValueError(
-            f"{what}: no {key} shared by languages {_single_lang(a)!r} and {_single_lang(b)!r}"
-        )
-    return (
-        a.select([keys_a.index(k) for k in common]),
-        b.select([keys_b.index(k) for k in common]),
-    )
-
-
-def _paired_vectors(
-    pairs: Mapping[str, tuple[ResidualSet, ResidualSet]],
-    key: str,
-    kind: VectorKind,
-    *,
-    split: str,
-    n_bootstrap: int,
-    seed: int,
-) -> dict[str, ContrastVector]:
-    """One paired contrast vector per language from its (towards, away) residual sets."""
-    vectors = {}
-    for lang, (towards, away) in pairs.items():
-        a, b = _pair_by(towards, away, key, f"{kind.upper()} vector for {lang!r}")
-        vectors[lang] = contrast_vector(
-            a, b, n_bootstrap=n_bootstrap, seed=seed, paired=True, kind=kind, lang=lang,
-            split=split, name=f"{kind}-{lang}",
-        )  # fmt: skip
-    return vectors
-
-
-def en_vectors(
-    model: HookedTransformer | None,
-    probe_set: ProbeSet,
-    langs: Sequence[str],
-    *,
-    split: str = "fit",
-    n_bootstrap: int = 0,
-    seed: int = 0,
-    parallel: ResidualSet | None = None,
-    **options: Unpack[CollectOptions],
-) -> dict[str, ContrastVector]:
-    """EN vectors per language: English minus L on parallel sentences, paired by group.
-
-    Args:
-        model: the model (may be ``None`` when ``parallel`` is given).
-        probe_set: supplies the parallel sentences.
-        langs: the LOC languages.
-        split: the fit split (keep the eval split for evaluation).
-        n_bootstrap, seed: as in :func:`contrast_vector`.
-        parallel: residuals already collected with :func:`collect_parallel` (English and every
-            language in ``langs``), to avoid collecting the same prompts twice.
-        **options: collection options, as in :func:`collect_parallel`.
-
-    Example:
-        >>> vectors = en_vectors(model, load_probe_set(), ["ko", "zh"], n_bootstrap=200)  # doctest: +SKIP
-        >>> vectors["ko"].provenance["kind"]  # doctest: +SKIP
-        'en'
-    """
-    if parallel is None:
-        if model is None:
-            raise ValueError("en_vectors needs a model or collected parallel residuals")
-        parallel = collect_parallel(model, probe_set, [ENGLISH, *langs], split=split, **options)
-    english = parallel.where_lang(ENGLISH)
-    pairs = {lang: (english, parallel.where_lang(lang)) for lang in langs}
-    return _paired_vectors(pairs, "groups", "en", split=split, n_bootstrap=n_bootstrap, seed=seed)
-
-
-def loc_vectors(
-    model: HookedTransformer | None,
-    probe_set: ProbeSet,
-    langs: Sequence[str],
-    *,
-    split: str = "fit",
-    n_bootstrap: int = 0,
-    seed: int = 0,
-    localization: Mapping[str, ResidualSet] | None = None,
-    **options: Unpack[CollectOptions],
-) -> dict[str, ContrastVector]:
-    """LOC vectors per language: explicit minus implicit localization prompts, paired by item.
-
-    Args:
-        localization: ``{"explicit": ..., "implicit": ...}`` from :func:`collect_localization`,
-            to reuse residuals already collected.
-        Others: as in :func:`en_vectors`.
-
-    Example:
-        >>> vectors = loc_vectors(model, load_probe_set(), ["ko"], n_bootstrap=200)  # doctest: +SKIP
-        >>> vectors["ko"].provenance["kind"]  # doctest: +SKIP
-        'loc'
-    """
-    if localization is None:
-        if model is None:
-            raise ValueError("loc_vectors needs a model or collected localization residuals")
-        localization = collect_localization(model, probe_set, langs, split=split, **options)
-    missing = [form for form in ("explicit", "implicit") if form not in localization]
-    if missing:
-        raise ValueError(f"loc_vectors: localization residuals lack the form(s) {missing}")
-    explicit, implicit = localization["explicit"], localization["implicit"]
-    pairs = {lang: (explicit.where_lang(lang), implicit.where_lang(lang)) for lang in langs}
-    return _paired_vectors(pairs, "ids", "loc", split=split, n_bootstrap=n_bootstrap, seed=seed)
