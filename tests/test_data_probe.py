@@ -23,6 +23,16 @@ from lens_steer.data.probe import PROBE_DIR, PROBE_FILES
 
 PROBES = load_probe_set()
 DATA_CARD = PROBE_DIR / "DATA_CARD.md"
+VERSION = "2.0"
+# facts.jsonl (transfer v2) is written elsewhere and may not be there yet; the others must be.
+OPTIONAL_FILES = ("facts.jsonl",)
+
+
+def present_probe_files() -> list[str]:
+    return [
+        name for name in PROBE_FILES if name not in OPTIONAL_FILES or (PROBE_DIR / name).is_file()
+    ]
+
 
 # Letters of each language must come from one Unicode script (the start of the character name).
 SCRIPTS = {
@@ -146,20 +156,21 @@ def test_script_checker_flags_foreign_characters(text, lang, bad):
 
 
 def test_probe_set_has_the_promised_size():
-    assert PROBES.version == "1.0"
+    assert PROBES.version == VERSION
     assert PROBES.langs == PROBE_LANGUAGES
     groups = {item.group for item in PROBES.transfer}
     assert len(groups) >= 60
     assert len({item.group for item in PROBES.parallel}) >= 100
     per_lang = collections.Counter(item.lang for item in PROBES.localization)
     assert set(per_lang) == set(LOC_LANGUAGES)
-    assert min(per_lang.values()) >= 40
+    # 2.0 dropped 25 flawed items and added 15 (DATA_CARD.md): 39-41 per language.
+    assert min(per_lang.values()) >= 39
 
 
 def test_every_file_opens_with_the_same_version_line_and_the_data_card_names_it():
-    for name in PROBE_FILES:
+    for name in present_probe_files():
         first = (PROBE_DIR / name).read_text(encoding="utf-8").splitlines()[0]
-        assert first == '{"kind": "meta", "version": "1.0"}'
+        assert first == f'{{"kind": "meta", "version": "{VERSION}"}}'
     assert f"version {PROBES.version}" in DATA_CARD.read_text(encoding="utf-8")
 
 
@@ -330,7 +341,7 @@ def test_load_probe_set_rejects_unknown_selections(kwargs, message):
 def test_corrupted_builtin_file_is_reported_with_file_and_line(tmp_path, monkeypatch):
     import lens_steer.data.probe as probe
 
-    for name in PROBE_FILES:
+    for name in present_probe_files():
         (tmp_path / name).write_text(
             (PROBE_DIR / name).read_text(encoding="utf-8"), encoding="utf-8"
         )
@@ -361,10 +372,10 @@ def test_data_card_counts_match_the_files():
 # 262k-token unembedding is most of the cost); the option score is the summed log-probability
 # of its tokens. Floors are the values measured on the eval split minus 0.1 (see DATA_CARD.md).
 
-# Measured on the eval split (probe set 1.0): localization ko 1.000 zh 0.538 es 0.750 id 0.846
-# el 0.769 fa 0.769; transfer en 0.583 ko 0.278 zh 0.333 es 0.417 id 0.417 el 0.222 fa 0.306.
-LOCALIZATION_FLOORS = {"ko": 0.9, "zh": 0.4, "es": 0.65, "id": 0.7, "el": 0.65, "fa": 0.65}
-TRANSFER_FLOORS = {"en": 0.45, "ko": 0.15, "zh": 0.2, "es": 0.3, "id": 0.3, "el": 0.1, "fa": 0.2}
+# Measured on the eval split (probe set 2.0): localization ko 1.000 zh 0.500 es 0.818 id 0.786
+# el 0.846 fa 0.667; transfer en 0.611 ko 0.278 zh 0.333 es 0.444 id 0.444 el 0.250 fa 0.278.
+LOCALIZATION_FLOORS = {"ko": 0.9, "zh": 0.4, "es": 0.7, "id": 0.65, "el": 0.7, "fa": 0.55}
+TRANSFER_FLOORS = {"en": 0.5, "ko": 0.15, "zh": 0.2, "es": 0.3, "id": 0.3, "el": 0.1, "fa": 0.15}
 
 
 def continuation_logprobs(model, pairs: list[tuple[str, str]], batch_size: int = 48) -> list[float]:
