@@ -3,8 +3,10 @@
     .venv/bin/python analyses/build_notebook.py            # write + execute (commit the result)
     .venv/bin/python analyses/build_notebook.py --no-run   # write the unexecuted notebook only
 
-The notebook reads LENS_STEER_NB_LIMIT (items per set; CI uses a small value) so that the same
-file runs quickly in tests and fully for readers.
+The notebook reads LENS_STEER_NB_LIMIT (items per set and split; CI uses a small value) so that
+the same file runs quickly in tests and more fully for readers. Every figure is shown twice: as
+an interactive plotly figure, and as a static PNG so the committed notebook renders on a code
+host. No output holds a machine path.
 """
 
 from __future__ import annotations
@@ -21,105 +23,131 @@ NOTEBOOK = Path(__file__).with_name("layer_probing.ipynb")
 CELLS = [
     new_markdown_cell(
         "# Layer probing with lens_steer\n\n"
-        "Load the embedded Gemma 3 270M, collect residual streams for the built-in probe set, "
-        "slide through a per-layer PCA of parallel sentences, fit EN (English − L) and LOC "
-        "(explicit − implicit) steering vectors, compare them layer by layer, and try "
-        "Surgical Steering on generations in two languages side by side.\n\n"
-        "`LENS_STEER_NB_LIMIT` sets how many items per set and split are used (CI runs a small "
-        "value; the committed outputs used the default)."
+        "Load the embedded Gemma 3 270M, collect residual streams of the built-in probe set, "
+        "look at a per-layer PCA of parallel sentences and at how mixed the languages are, fit "
+        "EN (English − L) and LOC (explicit − implicit) vectors, compare them layer by layer "
+        "against their nulls, score one steering against random directions of the same norm, "
+        "and read Surgical Steering generations in two languages side by side.\n\n"
+        "These are the same functions `lens-steer run` calls (`lens_steer.study.steps`); the "
+        "verdicts of the study come from `run_study` and are in `figures/results.json` and the "
+        "README. `LENS_STEER_NB_LIMIT` sets how many items per set and split are used."
     ),
     new_code_cell(
         "import os\n\n"
-        "import torch\n\n"
+        "import torch\n"
+        "from IPython.display import Image, display\n\n"
         "import lens_steer as ls\n\n"
-        'LIMIT = int(os.environ.get("LENS_STEER_NB_LIMIT", "16"))\n'
-        'LANGS = ["ko", "id"]  # the two LOC languages compared side by side\n'
-        "torch.manual_seed(0)"
+        'LIMIT = int(os.environ.get("LENS_STEER_NB_LIMIT", "24"))\n'
+        'TARGETS = ["ko", "id"]  # the two targets compared side by side\n'
+        "torch.manual_seed(0)\n\n\n"
+        "def show(fig):\n"
+        '    """The interactive figure, then a static PNG of it (renders on a code host)."""\n'
+        "    fig.show()\n"
+        '    display(Image(fig.to_image(format="png")))'
     ),
-    new_markdown_cell("## The model and the probe set"),
+    new_markdown_cell("## The model and the data"),
     new_code_cell(
         'model = ls.load_model("gemma-3-270m", device="cpu")\n'
-        'probe = ls.limit_probe_set(ls.load_probe_set(langs=["en", "zh", "es", "el", "fa", *LANGS]), LIMIT)\n'
+        "settings = ls.StudySettings(targets=tuple(TARGETS), limit=max(LIMIT, 8), fit_limit=max(LIMIT, 8),\n"
+        '                            metrics=("transfer", "gap_closure"), axes=("transfer", "gap_closure"))\n'
+        "data = ls.study.load_study_data(settings, model_given=True)\n"
         'print(model.cfg.model_name, model.cfg.n_layers, "layers, d_model", model.cfg.d_model)\n'
-        'print(len(probe.parallel), "parallel sentences,", len(probe.localization), "localization items,",\n'
-        '      len(probe.transfer), "transfer questions; probe set", probe.version)'
+        "for key, items in data.items.items():\n"
+        "    print(items)"
     ),
     new_markdown_cell(
         "## Residuals at every layer\n\n"
-        "`collect_residuals` reads `blocks.{l}.hook_resid_post` at the last prompt token, batched "
-        "with left padding, and stops the forward after the last layer needed."
+        "`collect` reads `blocks.{l}.hook_resid_post` at the last prompt token of every parallel "
+        "sentence (English and the targets' languages) and of each target's culture questions "
+        "(explicit and implicit forms), batched with left padding."
     ),
     new_code_cell(
-        "parallel = ls.collect_parallel(model, probe, probe.langs, split=None, show_progress=False)\n"
-        "localization = ls.collect_localization(model, probe, LANGS, split=None, show_progress=False)\n"
-        "print(parallel.acts.shape, parallel.hook_name, parallel.position)\n"
-        'print("mean residual norm per layer:", [round(x) for x in parallel.mean_norm().tolist()])'
+        "collected = ls.study.steps.collect(model, data, settings, show_progress=False)\n"
+        "print(collected)\n"
+        'print("mean residual norm per layer:", [round(x) for x in collected.parallel.mean_norm().tolist()])'
     ),
     new_markdown_cell(
-        "## PCA per layer (use the slider)\n\n"
-        "Languages converge in the middle layers and separate again near the output. The right "
-        "panel standardizes each dimension first, so the few massive-activation dimensions do "
-        "not dominate."
+        "## Vectors, PCA and language mixing\n\n"
+        "The PCA has a layer slider (interactive) and a small-multiples grid (static). Mixing is "
+        "measured three ways per layer, with 95% intervals over sentence groups: translation "
+        "retrieval, the language silhouette and a cross-validated language-ID probe."
     ),
     new_code_cell(
-        "pcas = [ls.pca_by_layer(parallel, standardize=s, show_progress=False) for s in (False, True)]\n"
-        "pca_fig = ls.figures.pca_figure(pcas)\n"
-        "pca_fig.show()"
+        "vectors = ls.study.steps.vectors(collected, data, settings)\n"
+        "for key, by_method in vectors.items():\n"
+        "    for method, vector in by_method.items():\n"
+        "        print(key, method, vector.provenance['source'], vector.provenance['n_a'], 'pairs')\n"
+        "geometry = ls.study.steps.geometry(collected, vectors, settings, show_progress=False)\n"
+        "show(ls.figures.pca_figure(geometry.pca))\n"
+        "display(Image(ls.figures.pca_grid_figure(geometry.pca).to_image(format='png')))"
     ),
     new_code_cell(
-        "mixing = [row for s in (False, True) for row in ls.mixing_by_layer(parallel, standardize=s, show_progress=False)]\n"
-        "for row in mixing[: model.cfg.n_layers]:\n"
-        "    print(f\"layer {row['layer']:2d}  retrieval {row['retrieval_accuracy']:.2f}  silhouette {row['silhouette']:+.2f}\")"
+        "from lens_steer.study.results import mixing_rows, perpendicularity_rows\n\n"
+        "rows = mixing_rows(geometry, 500, 0)\n"
+        "for row in rows[: model.cfg.n_layers]:\n"
+        "    print(f\"layer {row['layer']:2d}  retrieval {row['retrieval']:.2f} {row['retrieval_ci']}  \"\n"
+        "          f\"probe accuracy {row['probe']:.2f}\")\n"
+        "show(ls.figures.mixing_figure(rows))"
     ),
     new_markdown_cell(
-        "## EN and LOC vectors and their cosines\n\n"
-        "EN: English minus L on parallel sentences; LOC: explicit minus implicit prompts in L. "
-        "Raw cosines are dominated by a few massive dimensions; standardized cosines divide "
-        "each dimension by its standard deviation at that layer. The null band is the 95% range "
-        "of cosines between random directions in d_model dimensions."
+        "## Are EN and LOC perpendicular?\n\n"
+        "The cosine per layer with its bootstrap interval, beside the sign-flip null (LOC rebuilt "
+        "from item differences with random signs) and the positive control (the EN vectors of "
+        "the two targets)."
     ),
     new_code_cell(
-        "en = ls.en_vectors(None, probe, LANGS, split=None, parallel=parallel, n_bootstrap=100)\n"
-        "loc = ls.loc_vectors(None, probe, LANGS, split=None, localization=localization, n_bootstrap=100)\n"
-        "scale = ls.ResidualSet.concat([parallel, *localization.values()])\n"
-        "table = ls.perpendicularity_table(en, loc, scale=scale)\n"
-        "print(f\"null band ±{table[0]['null_band']:.3f}\")\n"
-        "for row in table:\n"
-        "    print(f\"{row['lang']} layer {row['layer']:2d}  cos raw {row['cos_raw']:+.3f}  \"\n"
-        "          f\"standardized {row['cos_std']:+.3f}  CI [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]\")"
+        "perp = perpendicularity_rows(geometry)\n"
+        "for row in perp:\n"
+        "    if row['space'] == 'standardized' and row['layer'] % 3 == 0:\n"
+        "        print(f\"{row['target']:18} layer {row['layer']:2d}  cos {row['cos']:+.3f}  \"\n"
+        "              f\"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  null q95 {row['null_q95']}\")\n"
+        "show(ls.figures.perpendicularity_figure(perp, margin=settings.equivalence_margin))"
     ),
-    new_code_cell("ls.figures.perpendicularity_figure(table).show()"),
+    new_markdown_cell(
+        "## One steering against its controls\n\n"
+        "EN-steering at a middle layer, one dose (α = 1 adds the whole mean difference), scored "
+        "on the eval split with random directions of the same norm: the effect that counts is "
+        "the one net of the controls, paired over the same items."
+    ),
+    new_code_cell(
+        "target = 'ko:South_Korea'\n"
+        "sweep = ls.layer_sweep(\n"
+        "    model, data.items[target], {'en': vectors[target]['en']},\n"
+        "    ls.SweepSettings(layers=(6,), alphas=(1.0,), n_controls=2),\n"
+        "    ls.ScoringSettings(metrics=('transfer', 'gap_closure'), calibrations=('sum',)),\n"
+        "    split='eval', show_progress=False,\n"
+        ")\n"
+        "point = sweep.grid[0]\n"
+        "for metric in ('transfer', 'gap_closure'):\n"
+        "    effect = ls.controlled_effect(sweep.points, point.key, point.controls, metric)\n"
+        '    print(f"{metric}: steered {effect.steered.mean_delta:+.3f} nats, control "\n'
+        '          f"{effect.control.mean_delta:+.3f}, net {effect.net.mean_delta:+.3f} "\n'
+        '          f"[{effect.net.ci_low:+.3f}, {effect.net.ci_high:+.3f}], n={effect.net.n}, "\n'
+        '          f"Wilcoxon p={effect.net.wilcoxon_p:.3f}")'
+    ),
     new_markdown_cell(
         "## Surgical Steering, generations side by side\n\n"
         "The EN vector at a middle layer and the LOC vector at a deeper layer, in one forward "
-        "pass. α is relative: the added vector's norm is α times the mean residual norm at "
-        "that layer."
+        "pass, α in units of each vector. A few greedy generations show what a dose does to the "
+        "text; they are illustrations, not evidence (the study's findings are)."
     ),
     new_code_cell(
-        "TRANSFER_LAYER, LOCAL_LAYER, ALPHA_T, ALPHA_L = 6, 13, 0.25, 0.5\n"
-        "norms = {lang: parallel.where_lang(lang).mean_norm() for lang in LANGS}\n"
         "prompts = {\n"
-        '    "ko": ["우리나라의 화폐 단위는", "우리나라의 수도는"],\n'
-        '    "id": ["Mata uang negara kami adalah", "Ibu kota negara kami adalah"],\n'
+        '    "ko:South_Korea": ["우리나라의 화폐 단위는", "우리나라의 수도는"],\n'
+        '    "id:Indonesia": ["Mata uang negara kita adalah", "Ibu kota negara kita adalah"],\n'
         "}\n"
-        "rows = []\n"
-        "for lang in LANGS:\n"
-        "    surgical = ls.surgical_steering(\n"
-        "        en[lang].at_layer(TRANSFER_LAYER), TRANSFER_LAYER, ALPHA_T,\n"
-        "        loc[lang].at_layer(LOCAL_LAYER), LOCAL_LAYER, ALPHA_L,\n"
-        "        en_reference_norm=float(norms[lang][TRANSFER_LAYER]),\n"
-        "        loc_reference_norm=float(norms[lang][LOCAL_LAYER]),\n"
-        "    )\n"
-        "    en_only = ls.single_layer_steering(en[lang].at_layer(TRANSFER_LAYER), TRANSFER_LAYER, ALPHA_T,\n"
-        "                                       reference_norm=float(norms[lang][TRANSFER_LAYER]))\n"
-        "    rows += ls.compare_generations(\n"
-        '        model, prompts[lang], {"unsteered": None, "EN only": en_only, "surgical": surgical},\n'
+        "for key, texts in prompts.items():\n"
+        "    en, loc = vectors[key]['en'], vectors[key]['loc']\n"
+        "    surgical = ls.surgical_steering(en.at_layer(6), 6, 1.0, loc.at_layer(13), 13, 1.0)\n"
+        "    en_only = ls.single_layer_steering(en.at_layer(6), 6, 1.0, name='en')\n"
+        "    rows = ls.compare_generations(\n"
+        '        model, texts, {"unsteered": None, "EN only": en_only, "surgical": surgical},\n'
         "        max_new_tokens=12, show_progress=False,\n"
         "    )\n"
-        "for row in rows:\n"
-        '    print(row["prompt"])\n'
-        '    for label in ("unsteered", "EN only", "surgical"):\n'
-        '        print(f"   {label:>10}: {row[label]!r}")'
+        "    for row in rows:\n"
+        '        print(row["prompt"])\n'
+        '        for label in ("unsteered", "EN only", "surgical"):\n'
+        '            print(f"   {label:>10}: {row[label]!r}")'
     ),
 ]
 

@@ -15,6 +15,13 @@ from lens_steer.data.records import (
     Split,
     TransferItem,
 )
+from lens_steer.data.templates import (
+    localization_continuations,
+    localization_prompt,
+    option_continuation,
+    transfer_prompt,
+)
+from lens_steer.evaluate.scoring import ScoringRequest
 
 
 def _problem(probe: ProbeSet, sizes: Sizes) -> str:
@@ -71,6 +78,29 @@ def parallel_selection(
     chosen = [item for item in pool if item.lang in langs and item.group in groups]
     order = {lang: index for index, lang in enumerate(langs)}
     return sorted(chosen, key=lambda item: (order[item.lang], item.group, item.id))
+
+
+def plane_requests(
+    transfer: Sequence[TransferItem], localization: Sequence[LocalizationItem]
+) -> list[ScoringRequest]:
+    """Transfer then localization requests (implicit prompts), as the study's metrics build them."""
+    transfer_requests = [
+        ScoringRequest(
+            transfer_prompt(item),
+            tuple(option_continuation(o, item.lang) for o in item.options),
+            item.id,
+        )
+        for item in transfer
+    ]
+    local_requests = [
+        ScoringRequest(
+            localization_prompt(item, "implicit"),
+            localization_continuations(item, "implicit"),
+            item.id,
+        )
+        for item in localization
+    ]
+    return transfer_requests + local_requests
 
 
 def plane_selection(

@@ -36,7 +36,7 @@ from bench._config import FULL, Sizes
 from bench._data import bench_probe_set, parallel_selection
 from bench._flops import FlopModel, collect_ceiling
 from bench._timing import alternate, peak_rss, speedup, tensor_bytes, timings_json
-from lens_steer.cache import collect_residuals
+from lens_steer.collect import collect_residuals
 from lens_steer.data.templates import parallel_prompt
 from lens_steer.tokens import encode, pad_id, pad_sequences
 

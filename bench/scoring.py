@@ -1,11 +1,12 @@
-"""Option scoring: ``score_options`` against full forwards with full logits over the same batches.
+"""Option scoring: ``score_steerings`` (unsteered) against full forwards with full logits.
 
 Both sides score the same prompt+option sequences in the same left-padded batches (from
 ``lens_steer.evaluate.scoring.prepare_batches``). The naive side computes the logits of every
 position over the whole 262k-token vocabulary, takes ``log_softmax`` of all of them, and sums each
-row's continuation tokens, which sit at the end of the row (left padding). Ours (the default
-``score_options``) runs each prompt once into a KV cache, reruns only the tokens of options
-longer than one token on it, and unembeds only the continuation positions.
+row's continuation tokens, which sit at the end of the row (left padding). Ours (lens_steer's one
+scoring entry point, ``score_steerings`` with the steering ``None``) runs each prompt once into a
+KV cache, reruns only the tokens of options longer than one token on it, and unembeds only the
+continuation positions.
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ import torch
 from transformer_lens import HookedTransformer
 
 from bench._config import FULL, Sizes
-from bench._data import bench_probe_set, plane_selection
+from bench._data import bench_probe_set, plane_requests, plane_selection
 from bench._flops import FlopModel, shared_scoring_ceiling, sweep_ceiling
 from bench._timing import Timed, alternate, speedup, timings_json
-from lens_steer.evaluate.items import PlaneItems
+from lens_steer.evaluate.engine import score_steerings
 from lens_steer.evaluate.scoring import (
     OptionScores,
     ScoringBatch,
     ScoringRequest,
     assemble_scores,
     prepare_batches,
-    score_options,
 )
 from lens_steer.evaluate.shared import shared_prompt_chunks
 
@@ -116,7 +116,7 @@ def bench_requests(sizes: Sizes) -> tuple[list[ScoringRequest], dict[str, Any]]:
     transfer, localization = plane_selection(
         probe, sizes.lang, sizes.scoring_transfer, sizes.scoring_localization, split=None
     )
-    return PlaneItems.build(transfer, localization, split=None).requests, source
+    return plane_requests(transfer, localization), source
 
 
 def run(model: HookedTransformer, sizes: Sizes = FULL, *, repeats: int = 3) -> dict[str, Any]:
@@ -130,9 +130,9 @@ def run(model: HookedTransformer, sizes: Sizes = FULL, *, repeats: int = 3) -> d
     timed = alternate(
         {
             "naive": lambda: naive_scores(model, requests, batch_size=batch_size),
-            "ours": lambda: score_options(
-                model, requests, batch_size=batch_size, show_progress=False
-            ),
+            "ours": lambda: score_steerings(
+                model, requests, {"plain": None}, batch_size=batch_size, show_progress=False
+            )["plain"],
         },
         repeats,
     )

@@ -5,7 +5,8 @@ three relative alphas. The naive side runs, for every steering and batch, one fu
 with full logits (the steering's own ``fwd_hooks``). Ours is ``lens_steer.evaluate.sweep.
 layer_sweep`` (each prompt run once for its options, one clean forward per chunk of prompts,
 each steering restarts from the cached residuals of its layer, logits at the continuation
-positions only), which also computes the two scores with bootstrap intervals per point.
+positions only), which also builds the per-item rows of the two metrics (``transfer_mc``,
+``localization``; summed log-probabilities, no controls, no KL) and their aggregates.
 
 Agreement is checked twice: the log-probs of ``score_steerings(method="fast")`` (the engine
 under ``layer_sweep``) against the naive ones (``max_abs_diff``), and every sweep point's
@@ -22,19 +23,22 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from bench._config import FULL, Sizes
-from bench._data import bench_probe_set, plane_selection
+from bench._data import bench_probe_set, plane_requests, plane_selection
 from bench._timing import alternate, time_once
 from bench.scoring import logprob_comparison, max_abs_diff, naive_batch_logprobs
+from lens_steer.data.languages import parse_target
 from lens_steer.data.records import ENGLISH, LocalizationItem, TransferItem
+from lens_steer.data.targets import TargetItems
 from lens_steer.evaluate.engine import score_steerings
-from lens_steer.evaluate.items import PlaneItems
+from lens_steer.evaluate.metrics import option_margin
+from lens_steer.evaluate.points import ScoringSettings
 from lens_steer.evaluate.scoring import (
     OptionScores,
     ScoringRequest,
     assemble_scores,
     prepare_batches,
 )
-from lens_steer.evaluate.sweep import LayerSweep, layer_sweep
+from lens_steer.evaluate.sweep import LayerSweep, SweepSettings, layer_sweep
 from lens_steer.geometry import ContrastVector, collect_parallel, en_vectors
 from lens_steer.steering import Steering, single_layer_steering
 
@@ -98,17 +102,21 @@ def naive_sweep(
 
 
 def score_mismatches(
-    sweep: LayerSweep, items: PlaneItems, naive: Mapping[str, Sequence[OptionScores]]
+    sweep: LayerSweep, setup: SweepSetup, naive: Mapping[str, Sequence[OptionScores]]
 ) -> list[str]:
     """Sweep points whose transfer or localization value differs from the naive log-probs'."""
+    n_transfer = len(setup.transfer)
+    answers = [item.answer for item in setup.transfer]
     wrong = []
-    for point in sweep.points:
-        key = f"{point.kind}@{point.layer}:{point.alpha:g}"
-        transfer, localization = items.scores(naive[key], settings={}, n_bootstrap=0)
-        if (transfer.value, localization.value) != (
-            point.transfer.value,
-            point.localization.value,
-        ):
+    for key, scores in naive.items():
+        transfer = [
+            option_margin(s.values(), a)[2]
+            for s, a in zip(scores[:n_transfer], answers, strict=True)
+        ]
+        local = [option_margin(s.values(), 0)[2] for s in scores[n_transfer:]]
+        point = sweep.points[key].scores
+        expected = (sum(transfer) / len(transfer), sum(local) / len(local))
+        if expected != (point["transfer_mc"].value, point["localization"].value):
             wrong.append(key)
     return wrong
 
@@ -120,20 +128,32 @@ def run(model: HookedTransformer, sizes: Sizes = FULL, *, repeats: int = 3) -> d
         ``{"speedup", "max_abs_diff", "details"}``.
     """
     setup = sweep_setup(model, sizes)
-    items = PlaneItems.build(setup.transfer, setup.localization, split="eval")
+    requests = plane_requests(setup.transfer, setup.localization)
     steerings = sweep_steerings(setup)
     batch_size = sizes.batch_size
+    english = [i for i in bench_probe_set(sizes)[0].transfer if i.lang == ENGLISH]
+    items = TargetItems(
+        parse_target(sizes.lang),
+        transfer=tuple(setup.transfer) + tuple(english),
+        localization=tuple(setup.localization),
+    )
+    sweep_settings = SweepSettings(
+        layers=tuple(setup.layers), alphas=setup.alphas, alpha_mode="relative", n_controls=0
+    )
+    scoring = ScoringSettings(
+        metrics=("transfer_mc", "localization"), calibrations=("sum",), n_bootstrap=200,
+        batch_size=batch_size,
+    )  # fmt: skip
 
     def ours() -> LayerSweep:
         return layer_sweep(
-            model, setup.transfer, setup.localization, {"en": setup.vector}, layers=setup.layers,
-            alphas=setup.alphas, alpha_mode="relative", reference_norms=setup.norms,
-            split="eval", batch_size=batch_size, show_progress=False,
+            model, items, {"en": setup.vector}, sweep_settings, scoring, split="eval",
+            reference_norms=setup.norms, show_progress=False,
         )  # fmt: skip
 
     timed = alternate(
         {
-            "naive": lambda: naive_sweep(model, items.requests, steerings, batch_size=batch_size),
+            "naive": lambda: naive_sweep(model, requests, steerings, batch_size=batch_size),
             "ours": ours,
         },
         repeats,
@@ -141,7 +161,7 @@ def run(model: HookedTransformer, sizes: Sizes = FULL, *, repeats: int = 3) -> d
     engine = time_once(
         lambda: score_steerings(
             model,
-            items.requests,
+            requests,
             steerings,
             method="fast",
             batch_size=batch_size,
@@ -150,10 +170,10 @@ def run(model: HookedTransformer, sizes: Sizes = FULL, *, repeats: int = 3) -> d
     )
     naive = timed["naive"].last
     diff = max(max_abs_diff(naive[key], engine.last[key]) for key in steerings)
-    mismatches = score_mismatches(timed["ours"].last, items, naive)
+    mismatches = score_mismatches(timed["ours"].last, setup, naive)
     start_layers = [None if s is None else s.terms[0].layer for s in steerings.values()]
     out = logprob_comparison(
-        model, items.requests, timed, diff, batch_size=batch_size, start_layers=start_layers
+        model, requests, timed, diff, batch_size=batch_size, start_layers=start_layers
     )
     out["details"] |= {
         "engine_fast_once": engine.to_json(),

@@ -10,7 +10,10 @@ Indices are absolute positions in the sequence (prompt first, then generated tok
 indices count from the end of the prompt (``-1`` is the last prompt token). ``"prompt"``,
 ``"generated"`` and negative indices need the prompt length: pass ``prompt_length`` (for a
 left-padded batch, the padded width). Without it, negative indices count from the end of the
-forward pass that started the sequence.
+forward pass that started the sequence. An index past the end of the forward pass that starts a
+sequence raises an ``IndexError`` naming the hook, the index and the length, unless
+``prompt_length`` is given and the index lies past the prompt: it then addresses a token that
+``generate`` will produce.
 
 Generation with the KV cache. ``model.generate`` runs the whole prompt once, then one new
 position per step. A hook only sees activations, so it counts positions itself: a call with more
@@ -183,6 +186,16 @@ def _position_mask_fn(positions: Positions, prompt_length: int | None) -> _MaskF
                 raise IndexError(
                     f"{_hook_name(hook)}: position index {index} is before the start of a "
                     f"{reference}-token prompt"
+                )
+            # Checked when a sequence starts, before anything is edited: an index past its end
+            # would silently edit nothing (or only the other indices of a list). Past the
+            # prompt, an index addresses a generated token, reached by later cached steps.
+            generated = prompt_length is not None and absolute_index >= prompt_length
+            if start == 0 and absolute_index >= n_pos and not generated:
+                raise IndexError(
+                    f"{_hook_name(hook)}: position index {index} is outside the {n_pos}-token "
+                    f"sequence (positions 0..{n_pos - 1}); to steer generated tokens by index, "
+                    "pass prompt_length"
                 )
         wanted = torch.tensor(resolved, device=activation.device)
         return torch.isin(absolute, wanted).unsqueeze(0)

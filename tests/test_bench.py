@@ -46,10 +46,10 @@ from bench.report import (  # noqa: E402
     to_markdown,
 )
 from lens_steer.data.records import ParallelItem, ProbeSet  # noqa: E402
+from lens_steer.evaluate.engine import score_steerings  # noqa: E402
 from lens_steer.evaluate.scoring import (  # noqa: E402
     ScoringRequest,
     prepare_batches,
-    score_options,
 )
 from lens_steer.evaluate.shared import shared_prompt_chunks  # noqa: E402
 from lens_steer.tokens import encode  # noqa: E402
@@ -270,13 +270,15 @@ def test_naive_collection_matches_collect_residuals_and_a_single_prompt_run(tiny
     assert all_held >= peak_held - tensor_bytes(naive) > 0
 
 
-def test_naive_scores_match_score_options_and_a_hand_computed_logprob(tiny_model):
+def test_naive_scores_match_the_engine_and_a_hand_computed_logprob(tiny_model):
     requests = [
         ScoringRequest("The capital of our country is", (" Seoul", " Washington DC")),
         ScoringRequest("우리나라의 수도는", (" 서울", " 워싱턴")),
     ]
     naive = scoring.naive_scores(tiny_model, requests, batch_size=3)
-    ours = score_options(tiny_model, requests, batch_size=3, show_progress=False)
+    ours = score_steerings(
+        tiny_model, requests, {"plain": None}, batch_size=3, show_progress=False
+    )["plain"]
     assert scoring.max_abs_diff(naive, ours) < 1e-4
     prompt = encode(tiny_model, requests[0].prompt)
     option = encode(tiny_model, requests[0].options[1], prepend_bos=False)

@@ -1,4 +1,5 @@
-"""lens_steer.hooks against independent references: manual residual edits and hand projections."""
+"""lens_steer.hooks against independent references: manual residual edits, hand projections and
+the position counting of KV-cache generation."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from lens_steer.hooks import (
     scale_direction_hook,
     steering_hooks,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # the tiny model is ~8x faster on one thread
 
 TEXT = "The capital of our country is Seoul."
 D_MODEL = 32
@@ -282,3 +285,55 @@ def test_bool_mask_columns_past_the_prompt_steer_cached_generation_steps(vector)
     step = torch.zeros(2, 1, D_MODEL)
     touched = [(hook(step, None) != step).any(-1)[:, 0].tolist() for _ in range(3)]
     assert touched == [[False, False], [True, False], [False, False]]  # positions 2, 3, 4
+
+
+# ---------------------------------------------------------------- indices outside the sequence
+
+
+@pytest.mark.parametrize("positions", [100, [1, 100], [2, -1, 40]])
+def test_index_past_the_end_of_the_sequence_raises_naming_hook_index_and_length(
+    tiny_model, tokens, vector, positions
+):
+    """The defect: ``positions=len + 100`` did nothing and ``[1, len + 100]`` edited position 1 only."""
+    n_pos = tokens.shape[1]
+    far = max(p for p in ([positions] if isinstance(positions, int) else positions))
+    hook = add_vector_hook(vector, positions=positions)
+    name = resid_hook_name(1)
+    with pytest.raises(
+        IndexError, match=rf"blocks\.1\.hook_resid_post: position index {far} .*{n_pos}-token"
+    ):
+        with steering_hooks(tiny_model, [(name, hook)]) as steered:
+            steered(tokens)
+    assert all(len(hp._forward_hooks) == 0 for hp in tiny_model.hook_dict.values())
+
+
+def test_index_one_past_the_last_position_raises_and_the_last_one_does_not(vector):
+    activation = torch.zeros(1, 5, D_MODEL)
+    edited = add_vector_hook(vector, positions=4)(activation, None)
+    assert (edited != activation).any(-1)[0].tolist() == [False] * 4 + [True]
+    with pytest.raises(IndexError, match=r"hook: position index 5 .*5-token sequence"):
+        add_vector_hook(vector, positions=5)(activation, None)
+    with pytest.raises(IndexError, match=r"position index 5 .*5-token"):
+        project_out_hook(vector, positions=[0, 5])(activation, None)
+
+
+def test_index_of_a_generated_token_is_accepted_when_the_prompt_length_is_given(
+    tiny_model, tokens, vector
+):
+    """With ``prompt_length``, indices past the prompt address generated tokens (KV cache)."""
+    prompt_length = tokens.shape[1]
+    target = prompt_length + 2
+    inner = add_vector_hook(vector, alpha=5.0, positions=target, prompt_length=prompt_length)
+    calls: list[list[bool]] = []
+
+    def recording(activation, hook):
+        out = inner(activation, hook)
+        calls.append((out != activation).any(-1)[0].tolist())
+        return out
+
+    with steering_hooks(tiny_model, [(resid_hook_name(1), recording)]):
+        tiny_model.generate(
+            tokens, max_new_tokens=4, do_sample=False, stop_at_eos=False, verbose=False
+        )
+    # The prompt step, then positions prompt_length, +1, +2 (edited): +3 is never run.
+    assert calls == [[False] * prompt_length, [False], [False], [True]]

@@ -1,16 +1,18 @@
-"""Steering as values (:mod:`.terms`) and the generations they produce (:mod:`.generate`)."""
+"""Steering as values (:mod:`.terms`, :mod:`.compose`) and the generations they produce."""
 
+from lens_steer.steering.compose import (
+    Steering,
+    apply_steering,
+    single_layer_steering,
+    surgical_steering,
+)
 from lens_steer.steering.generate import compare_generations, generate
 from lens_steer.steering.terms import (
     ALPHA_MODES,
     OPERATIONS,
     AlphaMode,
     Operation,
-    Steering,
     SteeringTerm,
-    apply_steering,
-    single_layer_steering,
-    surgical_steering,
 )
 
 __all__ = [

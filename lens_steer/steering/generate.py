@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
-from lens_steer.steering.terms import Steering, apply_steering
+from lens_steer.steering.compose import Steering, apply_steering
 from lens_steer.tokens import tokenize_batch
 
 
