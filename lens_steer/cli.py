@@ -120,9 +120,9 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> StudySe
     given = {arg.split("=")[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}
     if args.quick:
         values.update({k: v for k, v in QUICK.items() if k not in given})
-    return StudySettings(
-        targets=targets, data=tuple(args.data), builtin=not args.no_builtin, **values
-    )
+    # Absolute paths: `lens-steer report` may run from another folder than the run did.
+    data = tuple(str(Path(path).resolve()) for path in args.data)
+    return StudySettings(targets=targets, data=data, builtin=not args.no_builtin, **values)
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -23,6 +23,11 @@ def _interval(low: Any, high: Any, digits: int = 3) -> str:
     return f"[{_num(low, digits)}, {_num(high, digits)}]"
 
 
+def _cell(text: Any) -> str:
+    """Text for a markdown table cell: a literal ``|`` (as in ``|cosine|``) would end the cell."""
+    return str(text).replace("|", "\\|")
+
+
 def _finding_rows(findings: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [
         "| finding | prediction | statistic | estimate [interval] | n | verdict | detectable |",
@@ -30,7 +35,8 @@ def _finding_rows(findings: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
     for f in findings:
         lines.append(
-            f"| {f['id']}: {f['claim']} | {f['prediction']} | {f['statistic']} | "
+            f"| {_cell(f['id'])}: {_cell(f['claim'])} | {_cell(f['prediction'])} | "
+            f"{_cell(f['statistic'])} | "
             f"{_num(f['estimate'])} {_interval(f['ci_low'], f['ci_high'])} "
             f"({100 * (f.get('confidence') or 0.95):.0f}%) | {f['n']} | **{f['verdict']}** | "
             f"{_num(f.get('detectable_effect'))} |"
@@ -49,7 +55,7 @@ def _effect(effect: Mapping[str, Any] | None) -> str:
         return "n/a"
     return (
         f"{effect['mean_delta']:+.3f} {_interval(effect['ci_low'], effect['ci_high'])}, "
-        f"Wilcoxon p={_num(effect.get('wilcoxon_p'), 3)}"
+        f"n={effect['n']}, Wilcoxon p={_num(effect.get('wilcoxon_p'), 3)}"
     )
 
 
@@ -136,7 +142,8 @@ def render_report(results: Mapping[str, Any], root: str | Path) -> str:
         if surgical:
             best = surgical["eval"].get(surgical["best"], {})
             lines.append(
-                f"Surgical best (dev): `{surgical['best']}`; effect vs unsteered on eval: "
+                f"Surgical best (chosen on dev): `{surgical['best']}`; effect vs unsteered on "
+                "eval (mean per-item margin change, nats, 95% paired interval, n): "
                 + "; ".join(
                     f"{metric} {_effect(entry.get('vs_unsteered'))}"
                     for metric, entry in best.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import string
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,196 @@ def blend_root() -> Path:
     if not (BLEND_ROOT / "annotations").is_dir():
         pytest.skip(f"BLEnD copy not found at {BLEND_ROOT} (set LENS_STEER_BLEND_ROOT)")
     return BLEND_ROOT
+
+
+# --------------------------------------------------------------------------------------------
+# The fixture language "zz" (Testish, declared in the file's meta record) and its tiny study.
+# --------------------------------------------------------------------------------------------
+
+TINY_LANGUAGE = Path(__file__).resolve().parent / "fixtures" / "tiny_language.jsonl"
+
+
+@pytest.fixture(scope="session")
+def tiny_language() -> Path:
+    """The JSONL of the fixture language ``zz`` (facts, localization and parallel items)."""
+    return TINY_LANGUAGE
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a busy 2-core machine the tiny model runs about 8x faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _html_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    import lens_steer.study.run as run_module
+
+    monkeypatch.setattr(
+        run_module, "save_figure", functools.partial(run_module.save_figure, formats=())
+    )
+
+
+@pytest.fixture
+def html_figures(monkeypatch):
+    """Study figures as HTML only (static export starts a headless browser: seconds each)."""
+    _html_only(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def tiny_study_settings(tiny_language):
+    """Build the fixture-language study's settings (keyword arguments change them)."""
+    from lens_steer.study import StudySettings
+
+    defaults = dict(
+        model="tiny", targets=("zz",), data=(str(tiny_language),), builtin=False,
+        metrics=("transfer", "localization"), axes=("transfer", "localization"),
+        layers=(0, 1, 2, 3), alphas=(1.0,), n_controls=2, transfer_layers=(1,),
+        local_layers=(2, 3), transfer_alphas=(1.0,), local_alphas=(1.0,),
+        calibrations=("sum", "per_token"), n_bootstrap=200, vector_bootstrap=50, kl_prompts=4,
+    )  # fmt: skip
+
+    def build(**changes):
+        return StudySettings(**{**defaults, **changes})
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_model, tiny_study_settings) -> Path:
+    """A finished run folder of the fixture-language study on the tiny model (copy, then change)."""
+    from lens_steer.study import run_study
+
+    out = tmp_path_factory.mktemp("tiny_study") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            _html_only(patch)
+            run_study(
+                tiny_study_settings(), out, model=tiny_model, show_progress=False,
+                log=lambda message: None,
+            )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of :func:`tiny_run` that a test may change."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_run, tmp_path / "run", symlinks=True))
+
+
+@pytest.fixture
+def choice_metric():
+    """Register a multiple-choice metric from explicit ``(prompt, options, right)`` per split.
+
+    Returns ``register(name, {split: [(prompt, options, right), ...]}, axis=...)``; options are
+    continuation strings. The metric ignores the target's items: it is a test instrument.
+    """
+    from lens_steer.evaluate.metrics import (
+        ItemScore,
+        MetricTask,
+        NoItems,
+        calibrated,
+        option_margin,
+        register_metric,
+    )
+    from lens_steer.evaluate.scoring import ScoringRequest
+
+    def register(name, by_split, *, axis="transfer", aggregate="share"):
+        def build(items, split):
+            chosen = by_split.get(split, [])
+            if not chosen:
+                raise NoItems(f"{name}: no items in {split}")
+            requests = tuple(
+                ScoringRequest(prompt, tuple(options), f"{name}-{split}-{index}")
+                for index, (prompt, options, _) in enumerate(chosen)
+            )
+
+            def rows(scored, calibration):
+                out = []
+                for request, scores, (_, _, right) in zip(
+                    requests, scored.requests, chosen, strict=True
+                ):
+                    margin, margin_max, outcome = option_margin(
+                        calibrated(scores, calibration), right
+                    )
+                    out.append(ItemScore(request.id, margin, margin_max, outcome))
+                return out
+
+            return MetricTask(requests, rows, calibrations=("sum", "per_token"))
+
+        register_metric(name, build, axis=axis, aggregate=aggregate, replace=True)
+        return name
+
+    return register
+
+
+class _Planted:
+    """Two-option items whose answers are single letters (one byte token each, all distinct), and
+    the direction that raises every right letter's logit and lowers every wrong one's."""
+
+    LETTERS = string.ascii_lowercase + string.ascii_uppercase
+    RIGHT, WRONG = LETTERS[0:48:2], LETTERS[1:48:2]
+    PROMPTS = (
+        "Water is wet", "The sun is up", "I like bread", "The dog runs", "Birds can fly",
+        "The sea is big", "We read books", "It is cold", "She has a cat", "The tree is tall",
+        "He drinks tea", "Fish swim", "The road is long", "We sing songs", "The moon is out",
+        "Rain falls", "Snow is white", "Grass is green", "A cat says", "A dog says",
+        "Coal is black", "Two plus two", "Blood is red", "The sky is blue",
+    )  # fmt: skip
+
+    def items(self, *, flip: bool = False, start: int = 0, count: int = 24) -> list:
+        """``(prompt, (right, wrong), 0)``; ``flip`` makes the wrong letter the right one."""
+        out = []
+        for index in range(start, start + count):
+            right, wrong = self.RIGHT[index % 24], self.WRONG[index % 24]
+            if flip:
+                right, wrong = wrong, right
+            out.append((self.PROMPTS[index % 24], (right, wrong), 0))
+        return out
+
+    def direction(self, model) -> torch.Tensor:
+        """Unit vector with logit change +1 on the right letters, -1 on the wrong (least squares)."""
+        ids = []
+        for letter in self.RIGHT + self.WRONG:
+            (single,) = model.tokenizer(letter, add_special_tokens=False)["input_ids"]
+            ids.append(single)
+        columns = model.W_U.detach().double()[:, ids]
+        target = torch.tensor([1.0] * 24 + [-1.0] * 24, dtype=torch.double)
+        solution = torch.linalg.lstsq(columns.T, target[:, None]).solution[:, 0]
+        return (solution / solution.norm()).float()
+
+
+@pytest.fixture(scope="session")
+def planted() -> _Planted:
+    """Items and a steering direction with a known, planted effect on the tiny model."""
+    return _Planted()
+
+
+@pytest.fixture
+def tiny_language_variant(tiny_language, tmp_path):
+    """Write a changed copy of the fixture language's JSONL: ``make(keep=..., extra=..., name=...)``.
+
+    ``keep(record) -> bool`` filters the item records (the meta record always stays); ``extra``
+    records are appended. Returns the new file's path.
+    """
+    import json
+
+    lines = [json.loads(line) for line in tiny_language.read_text().splitlines() if line.strip()]
+
+    def make(keep=lambda record: True, extra=(), name="variant.jsonl") -> Path:
+        records = [r for r in lines if r["kind"] == "meta" or keep(r)] + list(extra)
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return path
+
+    return make

@@ -1,4 +1,4 @@
-"""The README says what works: its commands and its Python example."""
+"""The README says what works: its two commands, its Python example and its extension examples."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
+def _blocks(section: str) -> list[str]:
+    body = README.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", body, flags=re.S)
+
+
 def test_ci_runs_the_readme_test_command():
     commands = re.findall(r"^bash scripts/setup\.sh && .+$", README, flags=re.M)
     assert len(commands) == 2, "the README has exactly two set-up-and-go commands"
@@ -18,11 +23,38 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in (ROOT / ".ci" / "run").read_text()
 
 
+def test_readme_has_no_placeholder_left():
+    assert "<<" not in README and ">>" not in README
+
+
 @pytest.mark.slow
-def test_readme_python_example_runs(capsys):
-    section = README.split("## Use it from Python", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
-    exec(compile(code, "README.md", "exec"), {})
+def test_readme_python_and_extension_examples_run(capsys):
+    import lens_steer as ls
+    from lens_steer.evaluate import metrics as metric_registry
+    from lens_steer.geometry import methods as method_registry
+
+    namespace: dict = {}
+    exec(compile(_blocks("Use it from Python")[0], "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
-    assert "torch.Size([16, 18, 640])" in printed  # 8 parallel groups x 2 languages
-    assert "'surgical'" in printed and "우리나라의 화폐 단위는" in printed
+    assert "ResidualSet(16 prompts [en,ko] x layers 0..17 x d_model 640" in printed
+    assert "('1-en:ko:South_Korea'" in printed
+    try:
+        for code in _blocks("Extending lens_steer"):
+            exec(compile(code, "README.md", "exec"), namespace)
+        assert ls.language("ja").our_country == "我が国"
+        assert "我が国 ja:Japan 4" in capsys.readouterr().out
+        settings = ls.StudySettings(
+            targets=("ko",), limit=8, fit_limit=8, layers=(6,), alphas=(1.0,), n_controls=0,
+            transfer_layers=(6,), local_layers=(12,), transfer_alphas=(1.0,),
+            local_alphas=(1.0,), metrics=("transfer", "gap_closure", "first_distractor"),
+            calibrations=("sum",), vector_methods=("en", "loc", "random"),
+        )  # fmt: skip
+        results = ls.run_study(
+            settings, model=namespace["model"], show_progress=False, log=lambda m: None
+        )
+        points = results.sweeps["ko:South_Korea"]["eval"].points
+        assert "random@6:1" in points.points
+        assert "first_distractor" in points["random@6:1"].scores
+    finally:
+        method_registry._METHODS.pop("random", None)
+        metric_registry._METRICS.pop("first_distractor", None)

@@ -70,17 +70,8 @@ def _register_declared(meta: MetaRecord, source: str, line: int) -> None:
         raise RecordError(source, line, str(err), "languages") from None
 
 
-def read_records(path: str | Path) -> tuple[list[ProbeRecord], str]:
-    """All records of a JSONL file, in file order, and its version ("" without a meta line).
-
-    Meta lines are read first: the languages and countries they declare are registered (see
-    :mod:`lens_steer.data.languages`) before the other lines are validated. Errors name the
-    file by its full path, the line and the field.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: a line breaks the schema, two records share an id, or meta lines disagree.
-    """
+def _json_lines(path: str | Path) -> tuple[str, list[tuple[int, Any]]]:
+    """The file's full path and its non-blank lines, parsed as JSON, with their line numbers."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Probe data file not found: {path.resolve()}")
@@ -97,6 +88,11 @@ def read_records(path: str | Path) -> tuple[list[ProbeRecord], str]:
         for number, text in enumerate(content.split("\n"), start=1)
         if text.strip()
     ]
+    return source, lines
+
+
+def _register_meta(lines: list[tuple[int, Any]], source: str) -> str:
+    """Validate the meta lines, register what they declare, and return the file's version."""
     version, version_line = "", 0
     for number, obj in lines:
         if isinstance(obj, dict) and obj.get("kind") == "meta":
@@ -110,6 +106,32 @@ def read_records(path: str | Path) -> tuple[list[ProbeRecord], str]:
                 )
             version, version_line = meta.version, number
             _register_declared(meta, source, number)
+    return version
+
+
+def declare_languages(path: str | Path) -> str:
+    """Register the languages and countries a JSONL file's meta records declare; its version.
+
+    Lets a study parse a target such as ``"zz"`` whose language only a ``--data`` file
+    declares, before the file's records are loaded.
+    """
+    source, lines = _json_lines(path)
+    return _register_meta(lines, source)
+
+
+def read_records(path: str | Path) -> tuple[list[ProbeRecord], str]:
+    """All records of a JSONL file, in file order, and its version ("" without a meta line).
+
+    Meta lines are read first: the languages and countries they declare are registered (see
+    :mod:`lens_steer.data.languages`) before the other lines are validated. Errors name the
+    file by its full path, the line and the field.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a line breaks the schema, two records share an id, or meta lines disagree.
+    """
+    source, lines = _json_lines(path)
+    version = _register_meta(lines, source)
     records: list[ProbeRecord] = []
     first_line: dict[str, int] = {}
     for number, obj in lines:

@@ -29,7 +29,7 @@ def stratified_sample(
 
     Example:
         >>> stratified_sample(["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"], 2, seed=0)
-        ['a2', 'b1']
+        ['a1', 'b1']
     """
     if len(units) <= limit:
         return sorted(units)

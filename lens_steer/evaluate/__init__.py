@@ -8,8 +8,10 @@ controls and doses), ``surgical`` (grid on dev, frontier on eval), ``plane`` (th
 points) and ``tables`` (per-item rows on disk).
 """
 
+from lens_steer.evaluate import builtin_metrics  # noqa: F401  (registers the built-in metrics)
 from lens_steer.evaluate.effects import controlled_effect, point_effect
-from lens_steer.evaluate.engine import next_token_kl, score_steerings
+from lens_steer.evaluate.engine import score_steerings
+from lens_steer.evaluate.kl import next_token_kl
 from lens_steer.evaluate.metrics import (
     CALIBRATIONS,
     ItemScore,

@@ -100,29 +100,48 @@ class PointSet:
 def build_tasks(
     items: TargetItems, split: Split, metric_names: Sequence[str]
 ) -> tuple[dict[str, MetricTask], dict[str, str]]:
-    """Each metric's task for this target and split; metrics without items are reported."""
-    tasks, unmeasured = {}, {}
+    """Each metric's task for this target and split; metrics without items are reported.
+
+    Metrics registered with the same builder (``transfer`` and ``transfer_gap`` read the same
+    requests and differ only in how they aggregate) share one task, scored once.
+    """
+    tasks: dict[str, MetricTask] = {}
+    unmeasured: dict[str, str] = {}
+    built: dict[int, MetricTask | NoItems] = {}
     for name in metric_names:
-        try:
-            tasks[name] = metric(name).build(items, split)
-        except NoItems as reason:
-            unmeasured[name] = str(reason)
+        build = metric(name).build
+        if id(build) not in built:
+            try:
+                built[id(build)] = build(items, split)
+            except NoItems as reason:
+                built[id(build)] = reason
+        task = built[id(build)]
+        if isinstance(task, NoItems):
+            unmeasured[name] = str(task)
+        else:
+            tasks[name] = task
     return tasks, unmeasured
 
 
 def _flatten(
-    tasks: Mapping[str, MetricTask], kept: Mapping[str, list[bool]]
+    tasks: Mapping[str, MetricTask], kept: Mapping[str, list[bool]], with_neutral: bool
 ) -> tuple[list[ScoringRequest], dict[str, tuple[list[int], list[int]]]]:
     """All steered requests in one list; per task: positions of its kept requests, neutrals."""
     flat: list[ScoringRequest] = []
     where: dict[str, tuple[list[int], list[int]]] = {}
+    seen: dict[int, str] = {}
     for name, task in tasks.items():
+        if id(task) in seen:  # a task shared by two metrics is scored once
+            where[name] = where[seen[id(task)]]
+            continue
+        seen[id(task)] = name
         requests = [r for r, keep in zip(task.requests, kept[name], strict=True) if keep]
+        neutral = list(task.neutral) if with_neutral else []
         start = len(flat)
         flat.extend(requests)
-        flat.extend(task.neutral)
+        flat.extend(neutral)
         at = start + len(requests)
-        where[name] = (list(range(start, at)), list(range(at, at + len(task.neutral))))
+        where[name] = (list(range(start, at)), list(range(at, at + len(neutral))))
     return flat, where
 
 
@@ -135,26 +154,32 @@ def score_tasks(
     method: Method = "auto",
     checkpoint: str | os.PathLike[str] | None = None,
     show_progress: bool = True,
+    with_neutral: bool = True,
 ) -> dict[str, dict[str, ScoredTask]]:
     """Option scores of every task under every steering: ``{point key: {metric: ScoredTask}}``.
 
     References are scored once, unsteered; requests a task's ``keep`` filter drops are not
-    scored at all (their slot holds ``None``).
+    scored at all (their slot holds ``None``); neutral-prompt requests only ``with_neutral``
+    (PMI calibration needs them).
     """
-    reference_requests = [r for task in tasks.values() for r in task.reference]
+    unique = {id(task): task for task in tasks.values()}
+    reference_requests = [r for task in unique.values() for r in task.reference]
     reference_scores: list[OptionScores] = []
     if reference_requests:
         reference_scores = score_steerings(
             model, reference_requests, {UNSTEERED: None}, batch_size=batch_size,
             method=method, show_progress=False,
         )[UNSTEERED]  # fmt: skip
-    references, at = {}, 0
-    kept = {}
-    for name, task in tasks.items():
-        references[name] = reference_scores[at : at + len(task.reference)]
+    by_task: dict[int, list[OptionScores]] = {}
+    at = 0
+    for task_id, task in unique.items():
+        by_task[task_id] = reference_scores[at : at + len(task.reference)]
         at += len(task.reference)
+    references, kept = {}, {}
+    for name, task in tasks.items():
+        references[name] = by_task[id(task)]
         kept[name] = task.keep(references[name]) if task.keep else [True] * len(task.requests)
-    flat, where = _flatten(tasks, kept)
+    flat, where = _flatten(tasks, kept, with_neutral)
     scored = (
         score_steerings(
             model,
@@ -255,6 +280,7 @@ def evaluate_points(
     if UNSTEERED in steerings and steerings[UNSTEERED] is not None:
         raise ValueError(f"the key {UNSTEERED!r} is reserved for the unsteered model")
     built, unmeasured = tasks if tasks is not None else build_tasks(items, split, settings.metrics)
+    unmeasured = dict(unmeasured)
     if not built:
         raise ValueError(
             f"{items.target.key}: no metric can be measured in split {split!r}: "
@@ -264,8 +290,23 @@ def evaluate_points(
     scored = score_tasks(
         model, built, everything, batch_size=settings.batch_size, method=settings.method,
         checkpoint=checkpoint, show_progress=show_progress,
+        with_neutral="pmi" in settings.calibrations,
     )  # fmt: skip
     rows = {key: point_rows(built, scored[key], settings.calibrations) for key in everything}
+    for variant in list(rows[UNSTEERED]):
+        if not any(row.included for row in rows[UNSTEERED][variant]):
+            # e.g. no fact of this split is known in English: nothing to count, say so
+            name = variant.split(":", 1)[0]
+            unmeasured[name] = (
+                f"no item of split {split!r} is included (e.g. none known in English)"
+            )
+            for key in everything:
+                rows[key] = {v: r for v, r in rows[key].items() if v.split(":", 1)[0] != name}
+    if not rows[UNSTEERED]:
+        raise ValueError(
+            f"{items.target.key}: no metric has an item to score in split {split!r}: "
+            + "; ".join(f"{name}: {why}" for name, why in unmeasured.items())
+        )
     base = {"model_id": model_id(model), "target": items.target.key, "split": split}
     points = {}
     for key, steering in everything.items():

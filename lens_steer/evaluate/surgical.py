@@ -234,12 +234,13 @@ def surgical_search(
         model, items, "dev", candidates, scoring, checkpoint=checkpoint,
         show_progress=show_progress,
     )  # fmt: skip
-    for axis in active:
-        if axis not in dev[UNSTEERED].scores:
-            raise ValueError(
-                f"{items.target.key}: axis metric {axis!r} was not measured on dev "
-                f"({dev.unmeasured.get(axis, 'no items')})"
-            )
+    measured = [axis for axis in active if axis in dev[UNSTEERED].scores]
+    if not measured:
+        raise ValueError(
+            f"{items.target.key}: no axis metric was measured on dev: "
+            + "; ".join(f"{a}: {dev.unmeasured.get(a, 'no items')}" for a in active)
+        )
+    active = measured
 
     def values(key: str) -> dict[str, float]:
         return {axis: dev[key].scores[axis].value for axis in active}

@@ -30,7 +30,7 @@ from transformer_lens import HookedTransformer
 
 from lens_steer.data.records import Split
 from lens_steer.data.targets import TargetItems
-from lens_steer.evaluate.engine import next_token_kl
+from lens_steer.evaluate.kl import next_token_kl
 from lens_steer.evaluate.points import PointSet, ScoringSettings, evaluate_points
 from lens_steer.models import model_id
 from lens_steer.steering import AlphaMode, Steering, single_layer_steering

@@ -36,11 +36,21 @@ _ITEM_FIELDS = ("margin", "margin_max", "outcome", "reference", "reference_outco
 
 
 def item_table(point_sets: Iterable[PointSet]) -> pa.Table:
-    """Every row of every point of the given point sets, as one table."""
+    """Every row of every point of the given point sets, as one table.
+
+    A point key names its steering, so a point scored in two sets of the same target and split
+    (the unsteered model, or a single-layer point of both a sweep and a surgical search) is the
+    same point: its rows are kept once (from the first set), and (target, split, point, metric,
+    item) identifies a row.
+    """
     columns: dict[str, list] = {name: [] for name in COLUMNS}
+    seen: set[tuple[str, str, str, str]] = set()
     for points in point_sets:
         for key, point in points.points.items():
             for variant, rows in point.rows.items():
+                if (points.target, points.split, key, variant) in seen:
+                    continue
+                seen.add((points.target, points.split, key, variant))
                 for row in rows:
                     columns["target"].append(points.target)
                     columns["split"].append(points.split)
@@ -49,7 +59,13 @@ def item_table(point_sets: Iterable[PointSet]) -> pa.Table:
                     columns["item"].append(row.item)
                     for name in _ITEM_FIELDS:
                         columns[name].append(getattr(row, name))
-    return pa.table({name: pa.array(values, COLUMNS[name]) for name, values in columns.items()})
+    # from_pandas: NaN becomes null, an empty cell in CSV rather than the text "nan"
+    return pa.table(
+        {
+            name: pa.array(values, COLUMNS[name], from_pandas=True)
+            for name, values in columns.items()
+        }
+    )
 
 
 def write_items(table: pa.Table, path: str | os.PathLike[str]) -> Path:

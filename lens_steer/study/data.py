@@ -195,10 +195,25 @@ def load_study_data(settings: StudySettings, *, model_given: bool = False) -> St
     probe = _builtin(targets) if settings.builtin else ProbeSet([], [], [])
     sources = ["built-in probe set + shipped BLEnD-derived items"] if settings.builtin else []
     version = probe.version
+    missing_files: dict[str, list[Path]] = {}
     for source in settings.data:
         path = Path(source)
         if path.is_dir() and is_blend_root(path):
             loaded, covered = _blend_folder(path, targets)
+            for target in targets:
+                if target.country in BLEND_COUNTRIES and target.country not in covered:
+                    missing_files.setdefault(target.key, []).append(
+                        (path / "annotations" / f"{target.country}_data.json").resolve()
+                    )
+            if not covered:
+                expected = [
+                    str((path / "annotations" / f"{t.country}_data.json").resolve())
+                    for t in targets
+                ]
+                raise FileNotFoundError(
+                    f"--data {path.resolve()}: this BLEnD folder has no file for any target "
+                    f"country (expected {', '.join(expected)})"
+                )
             probe = replace(probe, blend=[b for b in probe.blend if b.country not in covered])
             sources.append(
                 f"BLEnD folder {path.resolve()} ({', '.join(sorted(covered)) or 'no target country'})"
@@ -226,6 +241,13 @@ def load_study_data(settings: StudySettings, *, model_given: bool = False) -> St
     notes: list[str] = []
     for target in targets:
         target_data = target_items(probe, target)
+        if not target_data.blend and not target_data.localization and target.key in missing_files:
+            raise FileNotFoundError(
+                f"target {target.key}: no culture items: "
+                + ", ".join(str(p) for p in missing_files[target.key])
+                + " not found (the BLEnD folder given with --data has no file for "
+                f"{target.country}, and no other source has items for it)"
+            )
         _check_vector_sources(target_data, settings)
         unmeasured, target_notes = _measurable(target_data, settings.metrics, settings.axes)
         resolved = resolve_axes(settings.axes, settings.metrics, unmeasured)

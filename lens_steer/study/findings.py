@@ -123,7 +123,8 @@ def layer_specialization(
     findings = []
     for method, (axis, predicted, others) in BAND_PREDICTIONS.items():
         variant = axes[axis]
-        if method not in sweeps["eval"].methods or variant is None:
+        measured = all(variant in sweeps[split].points[UNSTEERED].rows for split in ("dev", "eval"))
+        if method not in sweeps["eval"].methods or variant is None or not measured:
             continue
         kind = "transfer" if axis == 0 else "localization"
         chosen = choose_band_points(sweeps["dev"], method, variant, n_layers)
@@ -266,7 +267,11 @@ def surgical_advantage(
     target: str, search: SurgicalSearch, settings: StudySettings
 ) -> Finding | None:
     """Finding 4 for one target: dev-chosen surgical point vs the best single-layer point."""
-    axes = [axis for axis in search.axes if axis]
+    axes = [
+        axis
+        for axis in search.axes
+        if axis and axis in search.dev[UNSTEERED].scores and axis in search.eval[UNSTEERED].scores
+    ]
     if len(axes) != 2 or not search.best_single:
         return None
     choose = criterion_of(settings.criterion)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lens_steer.evaluate.plane import Plane
+from lens_steer.evaluate.points import UNSTEERED
 from lens_steer.evaluate.summary import summarize_search, summarize_sweep
 from lens_steer.evaluate.surgical import SurgicalSearch
 from lens_steer.evaluate.sweep import LayerSweep
@@ -96,7 +97,9 @@ def peaks(sweeps: dict[str, LayerSweep], axes: tuple[str | None, str | None]) ->
     for method in dev.methods:
         axis = BAND_PREDICTIONS.get(method, (0, "", ()))[0]
         variant = axes[axis]
-        if variant is None:
+        if variant is None or any(
+            variant not in sweep.points[UNSTEERED].rows for sweep in (dev, test)
+        ):
             continue
         candidates = [p for p in dev.grid if p.method == method and p.controls] or [
             p for p in dev.grid if p.method == method

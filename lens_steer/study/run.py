@@ -335,7 +335,8 @@ def run_study(
 def redraw_figures(out: str | Path, settings: StudySettings) -> list[Path]:
     """Re-render every figure of a finished run folder from its saved results (no model)."""
     run = RunFolder(Path(out))
-    data = load_study_data(settings)
+    # No model is loaded here, so its source is not checked (a run made with a passed model).
+    data = load_study_data(settings, model_given=True)
     files: list[Path] = []
     if run.is_done("geometry") or (run.root / "steps" / "geometry" / "geometry.json").is_file():
         files += geometry_figures(io.load_geometry(run.step_dir("geometry")), settings, run.figures)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lens_steer.data.blend_probe import is_blend_root
+from lens_steer.data.jsonl import declare_languages
 from lens_steer.data.languages import ENGLISH, Target, parse_target
 from lens_steer.evaluate.metrics import CALIBRATIONS, metric
 from lens_steer.evaluate.surgical import CRITERIA
@@ -157,6 +158,18 @@ def validate_settings(settings: StudySettings, *, model_given: bool = False) -> 
     """
     if not settings.targets:
         raise ValueError("give at least one target (--targets es:Mexico, or --langs ko)")
+    for source in settings.data:
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"--data {path.resolve()} does not exist; give a BLEnD folder or a JSONL file"
+            )
+        if path.is_dir() and not is_blend_root(path):
+            raise ValueError(
+                f"--data {path.resolve()} is a folder without BLEnD's annotations/ and questions/"
+            )
+        if path.is_file():  # its meta records may declare a target's language
+            declare_languages(path)
     targets = settings.parsed_targets()
     english = [t.key for t in targets if t.lang == ENGLISH]
     if english:
@@ -168,16 +181,6 @@ def validate_settings(settings: StudySettings, *, model_given: bool = False) -> 
         raise ValueError(f"a target is given twice: {list(settings.targets)}")
     if not isinstance(settings.model, str) or not settings.model.strip():
         raise ValueError("--model is empty; give 'gemma-3-270m', a model name or a path")
-    for source in settings.data:
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"--data {path.resolve()} does not exist; give a BLEnD folder or a JSONL file"
-            )
-        if path.is_dir() and not is_blend_root(path):
-            raise ValueError(
-                f"--data {path.resolve()} is a folder without BLEnD's annotations/ and questions/"
-            )
     if not settings.builtin and not settings.data:
         raise ValueError("--no-builtin needs at least one --data source")
     for name in settings.metrics:

@@ -1,0 +1,305 @@
+"""The built-in metrics of the study (registered when :mod:`lens_steer.evaluate` is imported).
+
+* ``transfer``: fact cloze (probe set v2) in L, counted on the facts the model answers right in
+  English (``included``); the English margin is each item's reference;
+* ``transfer_gap``: the same facts, as the share of the English-minus-L margin gap closed;
+* ``transfer_mc``: the 4-option questions of probe set v1;
+* ``localization``: hand-written culture items, local answer vs the US answer;
+* ``blend_localization``: BLEnD questions, local answer vs the US annotators' answer;
+* ``gap_closure``: BLEnD gold answers, the share of the explicit-vs-implicit log-prob gap of the
+  top-voted local answer an intervention closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lens_steer.data.blend_probe import blend_localization_item
+from lens_steer.data.records import Split
+from lens_steer.data.targets import TargetItems
+from lens_steer.data.templates import (
+    blend_continuations,
+    blend_prompt,
+    fact_prompt,
+    localization_continuations,
+    localization_prompt,
+    neutral_prompt,
+    option_continuation,
+    transfer_prompt,
+)
+from lens_steer.evaluate.metrics import (
+    NAN,
+    Calibration,
+    ItemScore,
+    MetricTask,
+    NoItems,
+    ScoredTask,
+    calibrated,
+    option_margin,
+    register_metric,
+)
+from lens_steer.evaluate.scoring import OptionScores, ScoringRequest
+
+
+def _neutral_requests(requests: Sequence[ScoringRequest], lang: str, name: str) -> tuple:
+    """One neutral-prompt request holding every distinct option of ``requests``."""
+    options = tuple(dict.fromkeys(option for request in requests for option in request.options))
+    return (ScoringRequest(neutral_prompt(lang), options, f"{name}:neutral:{lang}"),)
+
+
+def _neutral_lookup(neutral: Sequence[ScoringRequest], scored: ScoredTask) -> dict[str, float]:
+    """``{option continuation: log-prob after the neutral prompt}``."""
+    lookup: dict[str, float] = {}
+    for request, scores in zip(neutral, scored.neutral, strict=True):
+        lookup.update(zip(request.options, scores.logprobs, strict=True))
+    return lookup
+
+
+def _choice_rows(
+    requests: Sequence[ScoringRequest],
+    answers: Sequence[int],
+    scored: ScoredTask,
+    calibration: Calibration,
+    *,
+    reference_answers: Sequence[int] | None = None,
+    included: Sequence[bool] | None = None,
+    neutral_requests: Sequence[ScoringRequest] = (),
+) -> list[ItemScore]:
+    """Rows of choice metrics: the right option against the others, with the reference margin."""
+    neutral = _neutral_lookup(neutral_requests, scored) if calibration == "pmi" else {}
+    rows = []
+    for index, (request, answer) in enumerate(zip(requests, answers, strict=True)):
+        scores = scored.requests[index]
+        keep = True if included is None else included[index]
+        reference, reference_outcome = NAN, NAN
+        if scored.reference and reference_answers is not None:
+            ref_scores = scored.reference[index]
+            ref_values = calibrated(
+                ref_scores, "per_token" if calibration == "per_token" else "sum"
+            )
+            reference, _, reference_outcome = option_margin(ref_values, reference_answers[index])
+        if not keep or scores is None:  # not scored: excluded by the task's filter
+            rows.append(ItemScore(request.id, NAN, NAN, NAN, reference, False, reference_outcome))
+            continue
+        neutral_values = [neutral[o] for o in request.options] if calibration == "pmi" else None
+        margin, margin_max, outcome = option_margin(
+            calibrated(scores, calibration, neutral_values), answer
+        )
+        rows.append(
+            ItemScore(request.id, margin, margin_max, outcome, reference, True, reference_outcome)
+        )
+    return rows
+
+
+def _nonempty(items: list, what: str, items_of: TargetItems, split: Split) -> list:
+    if not items:
+        raise NoItems(f"{items_of.target.key} has no {what} items in split {split!r}")
+    return items
+
+
+def transfer_facts(items: TargetItems, split: Split) -> MetricTask:
+    """Fact cloze (v2) in L, counted on the facts the model answers right in English."""
+    lang = items.target.lang
+    facts = _nonempty(items.of("facts", split), "fact (transfer v2)", items, split)
+    english = items.english_versions("facts")
+    facts = [fact for fact in facts if fact.group in english]
+    _nonempty(facts, "fact items with an English version", items, split)
+    requests = tuple(
+        ScoringRequest(
+            fact_prompt(fact),
+            tuple(option_continuation(option, lang) for option in fact.options),
+            fact.id,
+        )
+        for fact in facts
+    )
+    reference = tuple(
+        ScoringRequest(
+            fact_prompt(english[fact.group]),
+            tuple(option_continuation(o, "en") for o in english[fact.group].options),
+            english[fact.group].id,
+        )
+        for fact in facts
+    )
+
+    neutral = _neutral_requests(requests, lang, "transfer")
+
+    def known(reference_scores: Sequence[OptionScores]) -> list[bool]:
+        return [option_margin(s.values(), 0)[2] == 1.0 for s in reference_scores]
+
+    def rows(scored: ScoredTask, calibration: Calibration) -> list[ItemScore]:
+        keep = known(scored.reference)
+        return _choice_rows(
+            requests, [0] * len(requests), scored, calibration,
+            reference_answers=[0] * len(requests), included=keep, neutral_requests=neutral,
+        )  # fmt: skip
+
+    return MetricTask(
+        requests,
+        rows,
+        reference=reference,
+        neutral=neutral,
+        keep=known,
+        description="fact cloze accuracy in L on the facts known in English (answer strictly "
+        "above its distractors)",
+    )
+
+
+def transfer_mc(items: TargetItems, split: Split) -> MetricTask:
+    """The v1 multiple-choice questions in L (all items; English margin as the reference)."""
+    lang = items.target.lang
+    questions = _nonempty(items.of("transfer", split), "multiple-choice transfer", items, split)
+    english = items.english_versions("transfer")
+    requests = tuple(
+        ScoringRequest(
+            transfer_prompt(q), tuple(option_continuation(o, lang) for o in q.options), q.id
+        )
+        for q in questions
+    )
+    has_english = all(q.group in english for q in questions)
+    reference = (
+        tuple(
+            ScoringRequest(
+                transfer_prompt(english[q.group]),
+                tuple(option_continuation(o, "en") for o in english[q.group].options),
+                english[q.group].id,
+            )
+            for q in questions
+        )
+        if has_english
+        else ()
+    )
+    answers = [q.answer for q in questions]
+    neutral = _neutral_requests(requests, lang, "transfer_mc")
+
+    def rows(scored: ScoredTask, calibration: Calibration) -> list[ItemScore]:
+        ref_answers = [english[q.group].answer for q in questions] if has_english else None
+        return _choice_rows(
+            requests, answers, scored, calibration, reference_answers=ref_answers,
+            neutral_requests=neutral,
+        )  # fmt: skip
+
+    return MetricTask(
+        requests,
+        rows,
+        reference=reference,
+        neutral=neutral,
+        description="4-option accuracy (right option strictly above the others)",
+    )
+
+
+def localization_builtin(
+    items: TargetItems, split: Split, *, name: str = "localization"
+) -> MetricTask:
+    """Hand-written culture items: local answer vs US answer, implicit prompt."""
+    chosen = _nonempty(items.of("localization", split), "built-in localization", items, split)
+    requests = tuple(
+        ScoringRequest(
+            localization_prompt(item, "implicit"),
+            localization_continuations(item, "implicit"),
+            item.id,
+        )
+        for item in chosen
+    )
+    reference = tuple(
+        ScoringRequest(
+            localization_prompt(item, "explicit"),
+            localization_continuations(item, "explicit"),
+            item.id,
+        )
+        for item in chosen
+    )
+
+    neutral = _neutral_requests(requests, items.target.lang, name)
+
+    def rows(scored: ScoredTask, calibration: Calibration) -> list[ItemScore]:
+        zeros = [0] * len(requests)
+        return _choice_rows(
+            requests, zeros, scored, calibration, reference_answers=zeros,
+            neutral_requests=neutral,
+        )  # fmt: skip
+
+    return MetricTask(
+        requests,
+        rows,
+        reference=reference,
+        neutral=neutral,
+        description="share of implicit items whose local answer beats the US answer",
+    )
+
+
+def localization_blend(items: TargetItems, split: Split) -> MetricTask:
+    """BLEnD items with both answers in L: local answer vs the US annotators' answer."""
+    made = [blend_localization_item(item) for item in items.of("blend", split)]
+    chosen = [item for item in made if not isinstance(item, str)]
+    _nonempty(chosen, "BLEnD items with a local and a US answer", items, split)
+    task = localization_builtin(
+        TargetItems(items.target, localization=tuple(chosen)), split, name="blend_localization"
+    )
+    return MetricTask(
+        task.requests,
+        task.rows,
+        reference=task.reference,
+        neutral=task.neutral,
+        description="share of BLEnD implicit questions whose local answer beats the US answer",
+    )
+
+
+def gap_closure(items: TargetItems, split: Split, *, min_gap: float = 0.1) -> MetricTask:
+    """BLEnD gold answers: log p(top-voted local answer | implicit), explicit as the reference."""
+    chosen = [item for item in items.of("blend", split) if blend_continuations(item, "implicit")]
+    _nonempty(chosen, "BLEnD items with a gold answer", items, split)
+    requests = tuple(
+        ScoringRequest(
+            blend_prompt(item, "implicit"), (blend_continuations(item, "implicit")[0],), item.id
+        )
+        for item in chosen
+    )
+    reference = tuple(
+        ScoringRequest(
+            blend_prompt(item, "explicit"), (blend_continuations(item, "explicit")[0],), item.id
+        )
+        for item in chosen
+    )
+
+    def rows(scored: ScoredTask, calibration: Calibration) -> list[ItemScore]:
+        out = []
+        for index, request in enumerate(requests):
+            value = float(calibrated(scored.requests[index], calibration)[0])
+            ref = float(calibrated(scored.reference[index], calibration)[0])
+            out.append(ItemScore(request.id, value, NAN, NAN, ref, True))
+        return out
+
+    return MetricTask(
+        requests,
+        rows,
+        reference=reference,
+        calibrations=("sum", "per_token"),
+        description=f"share of the explicit-minus-implicit log-prob gap of the top-voted gold "
+        f"answer closed (ratio of sums over items whose gap is >= {min_gap} nats)",
+    )
+
+
+register_metric(
+    "transfer", transfer_facts, axis="transfer", needs=("facts",),
+    description="fact cloze accuracy in L on facts known in English",
+)  # fmt: skip
+register_metric(
+    "transfer_gap", transfer_facts, axis="transfer", aggregate="gap", needs=("facts",),
+    description="facts known in English: share of the English-minus-L margin gap closed",
+)  # fmt: skip
+register_metric(
+    "transfer_mc", transfer_mc, axis="transfer", needs=("transfer",),
+    description="4-option multiple-choice accuracy (v1 questions)",
+)  # fmt: skip
+register_metric(
+    "localization", localization_builtin, axis="localization", needs=("localization",),
+    description="hand-written items: local answer beats the US answer",
+)  # fmt: skip
+register_metric(
+    "blend_localization", localization_blend, axis="localization", needs=("blend",),
+    description="BLEnD items: local answer beats the US annotators' answer",
+)  # fmt: skip
+register_metric(
+    "gap_closure", gap_closure, axis="localization", aggregate="gap", needs=("blend",),
+    description="BLEnD: share of the explicit-implicit gap of the gold answer closed",
+)  # fmt: skip
