@@ -227,3 +227,36 @@ def test_bridge_run_with_hooks_silently_skips_unknown_names(bridge):
     with pytest.raises(ValueError, match="does not exist"):
         with steering_hooks(bridge, [("blocks.99.hook_resid_post", boom)]):
             pass
+
+
+@pytest.mark.slow
+def test_scoring_and_kl_on_the_bridge_match_the_hooked_transformer(gemma, bridge, en_vector):
+    """The one scoring entry point falls back to the naive path on a bridge, same numbers."""
+    from lens_steer.evaluate.engine import score_steerings
+    from lens_steer.evaluate.kl import next_token_kl
+    from lens_steer.evaluate.scoring import ScoringRequest
+    from lens_steer.steering import generate, single_layer_steering
+
+    requests = [
+        ScoringRequest("The capital of France is", (" Paris", " Rome", " Berlin"), "fr"),
+        ScoringRequest("프랑스의 수도는", (" 파리", " 로마"), "fr-ko"),
+    ]
+    steerings = {"plain": None, "en": single_layer_steering(en_vector, LAYER, 1.0, name="en")}
+    hooked = score_steerings(gemma, requests, steerings, show_progress=False)  # fast path
+    bridged = score_steerings(bridge, requests, steerings, show_progress=False)  # naive path
+    for key in steerings:
+        for ours, theirs in zip(hooked[key], bridged[key], strict=True):
+            diffs = [abs(a - b) for a, b in zip(ours.logprobs, theirs.logprobs, strict=True)]
+            assert max(diffs) < LOGIT_ABS_TOL
+    with pytest.raises(ValueError, match="cannot restart a forward"):
+        score_steerings(bridge, requests, steerings, method="fast", show_progress=False)
+    kl_hooked = next_token_kl(gemma, list(KO), {"en": steerings["en"]})["en"]
+    kl_bridged = next_token_kl(bridge, list(KO), {"en": steerings["en"]})["en"]
+    assert kl_hooked == pytest.approx(kl_bridged, abs=1e-3) and min(kl_hooked) > 0
+    text_hooked = generate(
+        gemma, list(KO[:2]), steerings["en"], max_new_tokens=6, show_progress=False
+    )
+    text_bridged = generate(
+        bridge, list(KO[:2]), steerings["en"], max_new_tokens=6, show_progress=False
+    )
+    assert text_hooked == text_bridged

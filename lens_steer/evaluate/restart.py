@@ -181,12 +181,16 @@ def _descend(
 def restart_finals(
     model: HookedTransformer, batch: SharedBatch, settings: Mapping[str, Edits]
 ) -> list[tuple[list[str], Tensor]]:
-    """Every steering's picked final residuals for one chunk: ``[(keys, rows), ...]``."""
+    """Every steering's predicting final residuals for one chunk: ``[(keys, rows), ...]``.
+
+    Rows are :meth:`SharedBatch.picked_rows` (one per prompt's last position, then one per later
+    option token); :attr:`SharedBatch.picked_index` maps the chunk's targets to them.
+    """
     clean = batch.clean_states(model, [edits[0][0] for edits in settings.values() if edits])
     finished: list[tuple[list[str], Tensor]] = []
 
     def emit(keys: list[str], final: PromptState) -> None:
-        finished.append((keys, batch.picked(final)))
+        finished.append((keys, batch.picked_rows(final)))
 
     _descend(model, batch, None, -1, list(settings.items()), emit, clean)
     return finished

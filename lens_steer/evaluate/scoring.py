@@ -166,20 +166,29 @@ def final_logits(
 
 def token_logprobs(
     model: HookedTransformer,
-    resid: Float[Tensor, "token d_model"],
+    resid: Float[Tensor, "row d_model"],
     targets: Int[Tensor, " token"],
+    index: Int[Tensor, " token"] | None = None,
 ) -> Float[Tensor, " token"]:
-    """Log-probability of ``targets[i]`` under the logits of final residual ``resid[i]``.
+    """Log-probability of ``targets[i]`` under the logits of final residual ``resid[index[i]]``.
 
-    The unembedding runs in chunks of rows so that at most a few hundred 262k-wide logit rows
-    exist at once.
+    ``index`` lets several targets share one row (every option of a prompt predicts its first
+    token from the prompt's last position): each row is unembedded once. Without it, row ``i``
+    predicts ``targets[i]``. The unembedding runs in chunks of rows so that at most a few
+    hundred 262k-wide logit rows exist at once.
     """
-    pieces = []
+    if index is None:
+        index = torch.arange(len(targets), device=targets.device)
+    out = torch.empty(len(targets), dtype=torch.float32, device=targets.device)
     for start in range(0, resid.shape[0], _UNEMBED_CHUNK):
-        logits = final_logits(model, resid[start : start + _UNEMBED_CHUNK]).float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        pieces.append(logprobs.gather(-1, targets[start : start + _UNEMBED_CHUNK, None])[:, 0])
-    return torch.cat(pieces)
+        # log_softmax, not logits - logsumexp: on CPU it is about 8x faster over 262k columns
+        logprobs = torch.log_softmax(
+            final_logits(model, resid[start : start + _UNEMBED_CHUNK]).float(), -1
+        )
+        chosen = ((index >= start) & (index < start + _UNEMBED_CHUNK)).nonzero().flatten()
+        local = index[chosen] - start
+        out[chosen] = logprobs[local, targets[chosen]]
+    return out
 
 
 def assemble_scores(

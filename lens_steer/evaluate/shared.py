@@ -231,6 +231,26 @@ class SharedBatch:
             return first
         return torch.cat([first, options[self.rest_row, self.rest_pos]])
 
+    def picked_rows(self, final: PromptState) -> Float[Tensor, "row d_model"]:
+        """The distinct final residuals that predict continuation tokens (:attr:`picked_index`).
+
+        Every option of a prompt predicts its first token from the prompt's last position: that
+        row is kept once, not once per option, so it is unembedded once.
+        """
+        prompts, options = final
+        last = prompts[:, -1]
+        if options is None or not len(self.rest_row):
+            return last
+        return torch.cat([last, options[self.rest_row, self.rest_pos]])
+
+    @property
+    def picked_index(self) -> Int[Tensor, " token"]:
+        """For each of :attr:`targets`, its row in :meth:`picked_rows`."""
+        rest = torch.arange(len(self.rest_row), device=self.first_row.device) + len(self)
+        if self.inputs is None:
+            return self.first_row
+        return torch.cat([self.first_row, rest])
+
     @property
     def targets(self) -> Int[Tensor, " token"]:
         """The token ids :meth:`picked` rows predict."""
@@ -248,7 +268,8 @@ class SharedBatch:
 
     def logprobs(self, model: HookedTransformer, final: PromptState) -> list[float]:
         """Summed continuation log-prob of every option (chunk order) from final residuals."""
-        return self.sum_options(token_logprobs(model, self.picked(final), self.targets))
+        rows = self.picked_rows(final)
+        return self.sum_options(token_logprobs(model, rows, self.targets, self.picked_index))
 
     def __len__(self) -> int:
         return len(self.n_options)

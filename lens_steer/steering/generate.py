@@ -7,6 +7,7 @@ Uses ``model.generate`` with the KV cache; the steering's hooks count positions 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -51,16 +52,21 @@ def _generate_batch(
             f"{list(prompts)!r}"
         )
     width = batch.tokens.shape[1]
+    options: dict[str, Any] = {"use_past_kv_cache": True}
+    if not isinstance(model, HookedTransformer):
+        # TransformerBridge (TransformerLens 3.9): its KV cache is not read by attention under
+        # transformers 5 (notes/bridge.md), so every step runs the whole sequence, masked.
+        options = {"use_past_kv_cache": False, "attention_mask": batch.attention_mask}
     with apply_steering(model, steering, prompt_length=width) as steered:
         out = steered.generate(
             batch.tokens,
             max_new_tokens=max_new_tokens,
             do_sample=do_sample,
             stop_at_eos=True,
-            use_past_kv_cache=True,
             padding_side="left",
             return_type="tokens",
             verbose=False,
+            **options,
         )
     assert isinstance(out, Tensor)
     return _decode_new_tokens(model, out[:, width:])

@@ -103,12 +103,12 @@ class StudySettings:
 
 
 QUICK: dict[str, Any] = {
-    "limit": 24,
+    "limit": 16,
     "fit_limit": 48,
     "layers": (0, 3, 6, 9, 12, 15),
     "alphas": (1.0,),
     "control_alphas": (1.0,),
-    "n_controls": 2,
+    "n_controls": 1,
     "transfer_alphas": (1.0,),
     "local_alphas": (1.0,),
     "calibrations": ("sum", "per_token"),
@@ -117,7 +117,9 @@ QUICK: dict[str, Any] = {
     "vector_bootstrap": 100,
     "kl_prompts": 8,
 }
-"""The README's quick run: small seeded samples, every third layer, one dose, two controls."""
+"""The README's quick run: small seeded samples, every third layer, one dose, one random control
+per point (at every swept layer), sized to finish in minutes on 2 CPU cores. A smoke run of the
+whole pipeline: its verdicts rest on 16 items per axis and are expected to be inconclusive."""
 
 
 def quick(settings: StudySettings, given: set[str] = frozenset()) -> StudySettings:  # type: ignore[assignment]
