@@ -49,7 +49,7 @@ CELLS = [
     new_code_cell(
         'model = ls.load_model("gemma-3-270m", device="cpu")\n'
         "settings = ls.StudySettings(targets=tuple(TARGETS), limit=max(LIMIT, 8), fit_limit=max(LIMIT, 8),\n"
-        '                            metrics=("transfer", "gap_closure"), axes=("transfer", "gap_closure"))\n'
+        '                            metrics=("transfer", "gold_logprob"), axes=("transfer", "gold_logprob"))\n'
         "data = ls.study.load_study_data(settings, model_given=True)\n"
         'print(model.cfg.model_name, model.cfg.n_layers, "layers, d_model", model.cfg.d_model)\n'
         "for key, items in data.items.items():\n"
@@ -114,11 +114,11 @@ CELLS = [
         "sweep = ls.layer_sweep(\n"
         "    model, data.items[target], {'en': vectors[target]['en']},\n"
         "    ls.SweepSettings(layers=(6,), alphas=(1.0,), n_controls=2),\n"
-        "    ls.ScoringSettings(metrics=('transfer', 'gap_closure'), calibrations=('sum',)),\n"
+        "    ls.ScoringSettings(metrics=('transfer', 'gold_logprob'), calibrations=('sum',)),\n"
         "    split='eval', show_progress=False,\n"
         ")\n"
         "point = sweep.grid[0]\n"
-        "for metric in ('transfer', 'gap_closure'):\n"
+        "for metric in ('transfer', 'gold_logprob'):\n"
         "    effect = ls.controlled_effect(sweep.points, point.key, point.controls, metric)\n"
         '    print(f"{metric}: steered {effect.steered.mean_delta:+.3f} nats, control "\n'
         '          f"{effect.control.mean_delta:+.3f}, net {effect.net.mean_delta:+.3f} "\n'

@@ -129,7 +129,7 @@ def test_every_option_maps_to_its_setting():
 def test_defaults_are_the_study_settings_defaults():
     assert settings_of() == StudySettings()
     assert settings_of("--langs", "ko", "zh").targets == ("ko", "zh")
-    assert settings_of("--data", "one.jsonl").data == ("one.jsonl",)
+    assert settings_of("--data", "one.jsonl").data == (str(Path("one.jsonl").resolve()),)
     assert settings_of("--data", "one.jsonl").builtin is True
 
 

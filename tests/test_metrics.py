@@ -514,7 +514,7 @@ def test_register_metric_validates_and_refuses_silent_redefinition():
 
     with pytest.raises(ValueError, match="without ':'"):
         register_metric("a:b", build, axis="transfer")
-    with pytest.raises(ValueError, match="aggregate must be 'share' or 'gap'"):
+    with pytest.raises(ValueError, match="aggregate must be 'share', 'gap' or 'gain'"):
         register_metric("test_metric_x", build, axis="transfer", aggregate="mean")  # type: ignore[arg-type]
     spec = register_metric("test_metric_x", build, axis="transfer", description="d")
     assert register_metric("test_metric_x", build, axis="transfer").build is build  # idempotent

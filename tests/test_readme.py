@@ -46,7 +46,7 @@ def test_readme_python_and_extension_examples_run(capsys):
         settings = ls.StudySettings(
             targets=("ko",), limit=8, fit_limit=8, layers=(6,), alphas=(1.0,), n_controls=0,
             transfer_layers=(6,), local_layers=(12,), transfer_alphas=(1.0,),
-            local_alphas=(1.0,), metrics=("transfer", "gap_closure", "first_distractor"),
+            local_alphas=(1.0,), metrics=("transfer", "gold_logprob", "first_distractor"),
             calibrations=("sum",), vector_methods=("en", "loc", "random"),
         )  # fmt: skip
         results = ls.run_study(

@@ -16,6 +16,7 @@ from lens_steer.evaluate.surgical import (
     CRITERIA,
     SurgicalSearch,
     SurgicalSettings,
+    axis_value,
     criterion_of,
     harmonic_mean,
     pareto_frontier,
@@ -140,7 +141,9 @@ def test_choices_are_made_on_dev_and_scored_on_eval(search):
     assert search.dev.split == "dev" and search.eval.split == "eval"
 
     def dev_values(key):
-        return {axis: search.dev[key].scores[axis].value for axis in ("transfer", "localization")}
+        return {
+            axis: axis_value(search.dev[key].scores[axis]) for axis in ("transfer", "localization")
+        }
 
     base = dev_values(UNSTEERED)
     assert search.settings["dev_unsteered"] == base
@@ -188,11 +191,12 @@ def test_a_user_criterion_callable_is_used(tiny_model, items, search):
     )
     surgical = [key for key in mine.dev.points if "+" in key]
     values = {
-        k: {a: mine.dev[k].scores[a].value for a in ("transfer", "localization")} for k in surgical
+        k: {a: axis_value(mine.dev[k].scores[a]) for a in ("transfer", "localization")}
+        for k in surgical
     }
     assert mine.best == max(surgical, key=lambda k: lowest_transfer(values[k], {}))
     on_dev = [
-        {a: p.scores[a].value for a in ("transfer", "localization")}
+        {a: axis_value(p.scores[a]) for a in ("transfer", "localization")}
         for p in mine.dev.points.values()
     ]
     assert len(seen) >= len(surgical) and all(v in on_dev for v in seen)  # dev values only

@@ -6,8 +6,11 @@
 * ``transfer_mc``: the 4-option questions of probe set v1;
 * ``localization``: hand-written culture items, local answer vs the US answer;
 * ``blend_localization``: BLEnD questions, local answer vs the US annotators' answer;
-* ``gap_closure``: BLEnD gold answers, the share of the explicit-vs-implicit log-prob gap of the
-  top-voted local answer an intervention closes.
+* ``gold_logprob``: BLEnD gold answers, the mean change of the top-voted local answer's
+  log-probability under an intervention (nats; the study's default localization axis);
+* ``gap_closure``: the same rows as the share of the explicit-vs-implicit log-prob gap closed
+  (ratio of sums over items whose gap is at least ``min_gap``; unstable when naming the country
+  barely changes the gold answer's log-probability, as on Gemma 3 270M).
 """
 
 from __future__ import annotations
@@ -298,6 +301,11 @@ register_metric(
 register_metric(
     "blend_localization", localization_blend, axis="localization", needs=("blend",),
     description="BLEnD items: local answer beats the US annotators' answer",
+)  # fmt: skip
+register_metric(
+    "gold_logprob", gap_closure, axis="localization", aggregate="gain", needs=("blend",),
+    description="BLEnD: mean change of the top-voted gold local answer's log-probability against "
+    "the unsteered model (nats)",
 )  # fmt: skip
 register_metric(
     "gap_closure", gap_closure, axis="localization", aggregate="gap", needs=("blend",),

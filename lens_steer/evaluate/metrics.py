@@ -33,7 +33,7 @@ from lens_steer.evaluate.scoring import OptionScores, ScoringRequest
 
 Calibration = Literal["sum", "per_token", "pmi"]
 CALIBRATIONS: tuple[Calibration, ...] = ("sum", "per_token", "pmi")
-Aggregate = Literal["share", "gap"]
+Aggregate = Literal["share", "gap", "gain"]
 NAN = float("nan")
 
 
@@ -137,15 +137,16 @@ def register_metric(
         build: ``(TargetItems, split) -> MetricTask``; raise :class:`NoItems` when the target
             has no items for it (the study then reports the metric as not measured).
         axis: the plane axis it measures (``"transfer"`` or ``"localization"``, or your own).
-        aggregate: ``"share"`` (mean outcome with a Wilson interval) or ``"gap"`` (share of
+        aggregate: ``"share"`` (mean outcome with a Wilson interval), ``"gain"`` (mean per-item
+            margin change against the unsteered model, nats, bootstrap interval) or ``"gap"`` (share of
             the reference gap closed: ratio of sums against the unsteered model).
         needs: item kinds it reads (documentation for "what was not measured").
         description: one line for reports.
     """
     if not isinstance(name, str) or not name or ":" in name:
         raise ValueError(f"metric name must be a non-empty string without ':', got {name!r}")
-    if aggregate not in ("share", "gap"):
-        raise ValueError(f"aggregate must be 'share' or 'gap', got {aggregate!r}")
+    if aggregate not in ("share", "gap", "gain"):
+        raise ValueError(f"aggregate must be 'share', 'gap' or 'gain', got {aggregate!r}")
     if name in _METRICS and not replace and _METRICS[name].build is not build:
         raise ValueError(f"metric {name!r} is already registered (pass replace=True)")
     spec = MetricSpec(name, build, axis, aggregate, tuple(needs), description)

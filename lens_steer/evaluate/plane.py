@@ -25,7 +25,7 @@ from lens_steer.evaluate.metrics import ItemScore, metric
 from lens_steer.evaluate.points import UNSTEERED, PointResult
 from lens_steer.evaluate.scores import Score
 from lens_steer.evaluate.surgical import SurgicalSearch
-from lens_steer.stats.intervals import proportion_interval
+from lens_steer.stats.intervals import bootstrap_mean_interval, proportion_interval
 
 PointGroup = Literal["reference", "single", "surgical", "control"]
 
@@ -109,6 +109,16 @@ def reference_score(rows: Sequence[ItemScore], variant: str, what: str) -> Score
     Gap metrics: 1 by definition (the reference closes its own gap).
     """
     spec = metric(variant)
+    if spec.aggregate == "gain":
+        gains = np.asarray([row.reference - row.margin for row in rows], dtype=float)
+        gains = gains[np.isfinite(gains)]
+        if gains.size == 0:
+            return None
+        low, high = bootstrap_mean_interval(gains, n_bootstrap=1000, seed=0)
+        return Score(
+            float(gains.mean()), low, high, int(gains.size), variant,
+            {"reference": what, "aggregation": "mean gain over unsteered (nats)"},
+        )  # fmt: skip
     if spec.aggregate == "gap":
         n = sum(1 for row in rows if math.isfinite(row.reference))
         return Score(1.0, 1.0, 1.0, n, variant, {"reference": what, "by_definition": True})

@@ -29,7 +29,7 @@ from lens_steer.evaluate.metrics import (
     split_variant,
     variant_name,
 )
-from lens_steer.evaluate.scores import Interval, Score, gap_score, share_score
+from lens_steer.evaluate.scores import Interval, Score, gain_score, gap_score, share_score
 from lens_steer.evaluate.scoring import OptionScores, ScoringRequest
 from lens_steer.models import model_id
 from lens_steer.steering import Steering
@@ -234,7 +234,12 @@ def aggregate(
         base, calibration = split_variant(variant)
         spec = metric(base)
         common = {**(extra or {}), "calibration": calibration}
-        if spec.aggregate == "gap":
+        if spec.aggregate == "gain":
+            scores[variant] = gain_score(
+                variant_rows, baseline[variant], variant, n_bootstrap=settings.n_bootstrap,
+                seed=settings.seed, confidence=settings.confidence, settings=common,
+            )  # fmt: skip
+        elif spec.aggregate == "gap":
             scores[variant] = gap_score(
                 variant_rows, baseline[variant], variant, min_gap=settings.min_gap,
                 n_bootstrap=settings.n_bootstrap, seed=settings.seed,

@@ -10,6 +10,9 @@
   in ``settings["n_skipped"]``). The score is ``sum(gain) / sum(gap)`` with a bootstrap
   interval over items.
 
+* **gain** metrics: the mean per-item change of the margin against the unsteered model (nats),
+  with a bootstrap interval over items; 0 for the unsteered model by construction.
+
 Every score also carries the mean continuous margin with its bootstrap interval.
 """
 
@@ -238,3 +241,44 @@ def gap_score(
         "confidence": confidence,
     }
     return Score(value, low, high, gap_a.size, metric, full, margin, margin_ci)
+
+
+def gain_score(
+    rows: Sequence[ItemScore],
+    baseline: Sequence[ItemScore],
+    metric: str,
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    settings: dict[str, Any] | None = None,
+) -> Score:
+    """Mean per-item ``margin - baseline margin`` over the included items (nats).
+
+    Example:
+        >>> base = [ItemScore("a", -4.0), ItemScore("b", -2.0)]
+        >>> gain_score([ItemScore("a", -3.0), ItemScore("b", -1.0)], base, "gold_logprob").value
+        1.0
+    """
+    by_item = {row.item: row for row in baseline}
+    gains = np.asarray(
+        [
+            row.margin - by_item[row.item].margin
+            for row in _included(rows)
+            if row.item in by_item and math.isfinite(row.margin - by_item[row.item].margin)
+        ]
+    )
+    if gains.size == 0:
+        raise ValueError(f"{metric}: no included items to score (settings: {settings})")
+    low, high = bootstrap_mean_interval(
+        gains, n_bootstrap=max(n_bootstrap, 1), seed=seed, confidence=confidence
+    )
+    full = {
+        **(settings or {}),
+        "aggregation": "mean gain over the unsteered model (nats)",
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "confidence": confidence,
+    }
+    value = float(gains.mean())
+    return Score(value, low, high, int(gains.size), metric, full, value, (low, high))

@@ -9,8 +9,11 @@ criterion. Only those are re-scored on EVAL, with a random surgical control for 
 (random directions of the same norms at the same two layers), so the reported numbers are not
 the ones the choice was made on.
 
-A criterion is a callable ``(point values, unsteered values) -> float`` over the axis metrics;
-``"sum_gain"`` (gains over the unsteered model, summed) and ``"harmonic_mean"`` are built in.
+Points are compared in nats: each axis contributes its score's mean per-item margin (the
+log-odds margin of a share metric, the gain of a gain metric), so two axes in different units
+(an accuracy and a log-probability) add up meaningfully. A criterion is a callable ``(point
+values, unsteered values) -> float`` over those; ``"sum_gain"`` (gains over the unsteered model,
+summed) and ``"harmonic_mean"`` are built in.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from transformer_lens import HookedTransformer
 
 from lens_steer.data.targets import TargetItems
 from lens_steer.evaluate.points import UNSTEERED, PointSet, ScoringSettings, evaluate_points
+from lens_steer.evaluate.scores import Score
 from lens_steer.evaluate.sweep import (
     LayerVectors,
     ReferenceNorms,
@@ -51,6 +55,11 @@ def harmonic_mean(values: Mapping[str, float], base: Mapping[str, float]) -> flo
 
 
 CRITERIA: dict[str, Criterion] = {"sum_gain": sum_gain, "harmonic_mean": harmonic_mean}
+
+
+def axis_value(score: Score) -> float:
+    """What a point contributes on an axis when points are compared: its mean margin (nats)."""
+    return score.margin if score.margin is not None else score.value
 
 
 def criterion_of(criterion: str | Criterion) -> Criterion:
@@ -93,7 +102,7 @@ class SurgicalSettings:
     local_alphas: tuple[float, ...] = (0.5, 1.0)
     transfer_method: str = "en"
     local_method: str = "loc"
-    axes: tuple[str | None, str | None] = ("transfer", "gap_closure")
+    axes: tuple[str | None, str | None] = ("transfer", "gold_logprob")
     criterion: str = "sum_gain"
     alpha_mode: AlphaMode = "raw"
     require_order: bool = True
@@ -243,7 +252,7 @@ def surgical_search(
     active = measured
 
     def values(key: str) -> dict[str, float]:
-        return {axis: dev[key].scores[axis].value for axis in active}
+        return {axis: axis_value(dev[key].scores[axis]) for axis in active}
 
     base = values(UNSTEERED)
     surgical = [key for key in candidates if "+" in key]

@@ -30,7 +30,7 @@ import numpy as np
 
 from lens_steer.evaluate.effects import aligned
 from lens_steer.evaluate.points import UNSTEERED, PointSet
-from lens_steer.evaluate.surgical import SurgicalSearch, criterion_of
+from lens_steer.evaluate.surgical import SurgicalSearch, axis_value, criterion_of
 from lens_steer.evaluate.sweep import LayerSweep, SweepPoint
 from lens_steer.geometry.mixing import HIGHER_IS_MIXED
 from lens_steer.stats.bands import BANDS, layer_band
@@ -275,10 +275,10 @@ def surgical_advantage(
     if len(axes) != 2 or not search.best_single:
         return None
     choose = criterion_of(settings.criterion)
-    base = {axis: search.dev[UNSTEERED].scores[axis].value for axis in axes}
+    base = {axis: axis_value(search.dev[UNSTEERED].scores[axis]) for axis in axes}
     single = max(
         search.best_single.values(),
-        key=lambda key: choose({a: search.dev[key].scores[a].value for a in axes}, base),
+        key=lambda key: choose({a: axis_value(search.dev[key].scores[a]) for a in axes}, base),
     )
     points = search.eval
     deltas = [_axis_deltas(points, search.best, [single], axis) for axis in axes]

@@ -51,11 +51,12 @@ class StudySettings:
         "transfer",
         "transfer_gap",
         "transfer_mc",
+        "gold_logprob",
         "gap_closure",
         "blend_localization",
         "localization",
     )
-    axes: tuple[str, str] = ("transfer", "gap_closure")
+    axes: tuple[str, str] = ("transfer", "gold_logprob")
     calibrations: tuple[str, ...] = CALIBRATIONS
     vector_methods: tuple[str, ...] = ("en", "loc")
     layers: tuple[int, ...] = ()
@@ -112,7 +113,7 @@ QUICK: dict[str, Any] = {
     "transfer_alphas": (1.0,),
     "local_alphas": (1.0,),
     "calibrations": ("sum", "per_token"),
-    "metrics": ("transfer", "transfer_gap", "gap_closure", "localization"),
+    "metrics": ("transfer", "transfer_gap", "gold_logprob", "gap_closure", "localization"),
     "n_bootstrap": 500,
     "vector_bootstrap": 100,
     "kl_prompts": 8,
