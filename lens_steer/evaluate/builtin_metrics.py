@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
 
 from lens_steer.data.blend_probe import blend_localization_item
 from lens_steer.data.records import Split
@@ -100,94 +102,93 @@ def _nonempty(items: list, what: str, items_of: TargetItems, split: Split) -> li
     return items
 
 
+def _choice_task(
+    requests: Sequence[ScoringRequest],
+    answers: Sequence[int],
+    *,
+    lang: str,
+    name: str,
+    description: str,
+    reference: Sequence[ScoringRequest] = (),
+    reference_answers: Sequence[int] | None = None,
+    keep: Callable[[Sequence[OptionScores]], list[bool]] | None = None,
+) -> MetricTask:
+    """A task whose items are choices: the right option (``answers``) against the others.
+
+    ``reference`` requests (scored once, unsteered) give each item's reference margin with
+    ``reference_answers``; ``keep`` decides from them which items count.
+    """
+    neutral = _neutral_requests(requests, lang, name)
+
+    def rows(scored: ScoredTask, calibration: Calibration) -> list[ItemScore]:
+        included = keep(scored.reference) if keep is not None else None
+        return _choice_rows(
+            requests, answers, scored, calibration, reference_answers=reference_answers,
+            included=included, neutral_requests=neutral,
+        )  # fmt: skip
+
+    return MetricTask(
+        tuple(requests),
+        rows,
+        reference=tuple(reference),
+        neutral=neutral,
+        keep=keep,
+        description=description,
+    )
+
+
+def _option_requests(
+    questions: Sequence[Any], prompt: Callable[[Any], str]
+) -> list[ScoringRequest]:
+    return [
+        ScoringRequest(prompt(q), tuple(option_continuation(o, q.lang) for o in q.options), q.id)
+        for q in questions
+    ]
+
+
+def _known_in_english(reference_scores: Sequence[OptionScores]) -> list[bool]:
+    """Facts whose English answer scores strictly above its distractors."""
+    return [option_margin(s.values(), 0)[2] == 1.0 for s in reference_scores]
+
+
 def transfer_facts(items: TargetItems, split: Split) -> MetricTask:
     """Fact cloze (v2) in L, counted on the facts the model answers right in English."""
-    lang = items.target.lang
     facts = _nonempty(items.of("facts", split), "fact (transfer v2)", items, split)
     english = items.english_versions("facts")
     facts = [fact for fact in facts if fact.group in english]
     _nonempty(facts, "fact items with an English version", items, split)
-    requests = tuple(
-        ScoringRequest(
-            fact_prompt(fact),
-            tuple(option_continuation(option, lang) for option in fact.options),
-            fact.id,
-        )
-        for fact in facts
-    )
-    reference = tuple(
-        ScoringRequest(
-            fact_prompt(english[fact.group]),
-            tuple(option_continuation(o, "en") for o in english[fact.group].options),
-            english[fact.group].id,
-        )
-        for fact in facts
-    )
-
-    neutral = _neutral_requests(requests, lang, "transfer")
-
-    def known(reference_scores: Sequence[OptionScores]) -> list[bool]:
-        return [option_margin(s.values(), 0)[2] == 1.0 for s in reference_scores]
-
-    def rows(scored: ScoredTask, calibration: Calibration) -> list[ItemScore]:
-        keep = known(scored.reference)
-        return _choice_rows(
-            requests, [0] * len(requests), scored, calibration,
-            reference_answers=[0] * len(requests), included=keep, neutral_requests=neutral,
-        )  # fmt: skip
-
-    return MetricTask(
-        requests,
-        rows,
-        reference=reference,
-        neutral=neutral,
-        keep=known,
+    zeros = [0] * len(facts)  # the answer is always option 0
+    return _choice_task(
+        _option_requests(facts, fact_prompt), zeros, lang=items.target.lang, name="transfer",
+        reference=_option_requests([english[f.group] for f in facts], fact_prompt),
+        reference_answers=zeros, keep=_known_in_english,
         description="fact cloze accuracy in L on the facts known in English (answer strictly "
         "above its distractors)",
-    )
+    )  # fmt: skip
 
 
 def transfer_mc(items: TargetItems, split: Split) -> MetricTask:
     """The v1 multiple-choice questions in L (all items; English margin as the reference)."""
-    lang = items.target.lang
     questions = _nonempty(items.of("transfer", split), "multiple-choice transfer", items, split)
     english = items.english_versions("transfer")
-    requests = tuple(
-        ScoringRequest(
-            transfer_prompt(q), tuple(option_continuation(o, lang) for o in q.options), q.id
-        )
-        for q in questions
-    )
     has_english = all(q.group in english for q in questions)
-    reference = (
-        tuple(
-            ScoringRequest(
-                transfer_prompt(english[q.group]),
-                tuple(option_continuation(o, "en") for o in english[q.group].options),
-                english[q.group].id,
-            )
-            for q in questions
-        )
-        if has_english
-        else ()
-    )
-    answers = [q.answer for q in questions]
-    neutral = _neutral_requests(requests, lang, "transfer_mc")
-
-    def rows(scored: ScoredTask, calibration: Calibration) -> list[ItemScore]:
-        ref_answers = [english[q.group].answer for q in questions] if has_english else None
-        return _choice_rows(
-            requests, answers, scored, calibration, reference_answers=ref_answers,
-            neutral_requests=neutral,
-        )  # fmt: skip
-
-    return MetricTask(
-        requests,
-        rows,
-        reference=reference,
-        neutral=neutral,
+    versions = [english[q.group] for q in questions] if has_english else []
+    return _choice_task(
+        _option_requests(questions, transfer_prompt), [q.answer for q in questions],
+        lang=items.target.lang, name="transfer_mc",
+        reference=_option_requests(versions, transfer_prompt),
+        reference_answers=[q.answer for q in versions] if has_english else None,
         description="4-option accuracy (right option strictly above the others)",
-    )
+    )  # fmt: skip
+
+
+def _localization_requests(chosen: Sequence[Any], form: Any) -> list[ScoringRequest]:
+    return [
+        ScoringRequest(
+            localization_prompt(item, form), localization_continuations(item, form), item.id
+        )
+        for item in chosen
+    ]
 
 
 def localization_builtin(
@@ -195,39 +196,12 @@ def localization_builtin(
 ) -> MetricTask:
     """Hand-written culture items: local answer vs US answer, implicit prompt."""
     chosen = _nonempty(items.of("localization", split), "built-in localization", items, split)
-    requests = tuple(
-        ScoringRequest(
-            localization_prompt(item, "implicit"),
-            localization_continuations(item, "implicit"),
-            item.id,
-        )
-        for item in chosen
-    )
-    reference = tuple(
-        ScoringRequest(
-            localization_prompt(item, "explicit"),
-            localization_continuations(item, "explicit"),
-            item.id,
-        )
-        for item in chosen
-    )
-
-    neutral = _neutral_requests(requests, items.target.lang, name)
-
-    def rows(scored: ScoredTask, calibration: Calibration) -> list[ItemScore]:
-        zeros = [0] * len(requests)
-        return _choice_rows(
-            requests, zeros, scored, calibration, reference_answers=zeros,
-            neutral_requests=neutral,
-        )  # fmt: skip
-
-    return MetricTask(
-        requests,
-        rows,
-        reference=reference,
-        neutral=neutral,
+    zeros = [0] * len(chosen)  # (local, US): the local answer is option 0
+    return _choice_task(
+        _localization_requests(chosen, "implicit"), zeros, lang=items.target.lang, name=name,
+        reference=_localization_requests(chosen, "explicit"), reference_answers=zeros,
         description="share of implicit items whose local answer beats the US answer",
-    )
+    )  # fmt: skip
 
 
 def localization_blend(items: TargetItems, split: Split) -> MetricTask:
@@ -238,12 +212,8 @@ def localization_blend(items: TargetItems, split: Split) -> MetricTask:
     task = localization_builtin(
         TargetItems(items.target, localization=tuple(chosen)), split, name="blend_localization"
     )
-    return MetricTask(
-        task.requests,
-        task.rows,
-        reference=task.reference,
-        neutral=task.neutral,
-        description="share of BLEnD implicit questions whose local answer beats the US answer",
+    return replace(
+        task, description="share of BLEnD implicit questions whose local answer beats the US answer"
     )
 
 
