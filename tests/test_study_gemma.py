@@ -104,5 +104,5 @@ def test_a_blend_folder_without_the_target_country_is_named(tmp_path, capsys, bl
     out = tmp_path / "run"
     argv = ["run", "--out", str(out), "--targets", "es:Mexico", "--data", str(blend_root)]
     assert cli.main([*argv, "--no-builtin", *SMALL]) == 2
-    assert "es:Mexico" in capsys.readouterr().err
+    assert "Mexico_data.json" in capsys.readouterr().err
     assert not out.exists()

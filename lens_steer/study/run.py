@@ -12,7 +12,6 @@ model loads, and nothing is written until it passes.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,12 +66,8 @@ class _Model:
 
 
 def _figure(stem: Path, fig: Any, **options: Any) -> list[Path]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        paths = save_figure(fig, stem, **options)
-    for warning in caught:
-        warnings.warn(warning.message, warning.category, stacklevel=3)
-    return list(paths.values())
+    """Save a figure; the files written (a failed image is a warning, not in the list)."""
+    return list(save_figure(fig, stem, **options).values())
 
 
 def geometry_figures(geometry: steps.Geometry, settings: StudySettings, folder: Path) -> list[Path]:
