@@ -33,10 +33,13 @@ CELLS = [
         "README. `LENS_STEER_NB_LIMIT` sets how many items per set and split are used."
     ),
     new_code_cell(
-        "import os\n\n"
+        "import os\n"
+        "import warnings\n\n"
         "import torch\n"
         "from IPython.display import Image, display\n\n"
-        "import lens_steer as ls\n\n"
+        'warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets: plain bars\n'
+        'warnings.showwarning = lambda message, *args, **kwargs: print(f"warning: {message}")\n\n'
+        "import lens_steer as ls  # noqa: E402\n\n"
         'LIMIT = int(os.environ.get("LENS_STEER_NB_LIMIT", "24"))\n'
         'TARGETS = ["ko", "id"]  # the two targets compared side by side\n'
         "torch.manual_seed(0)\n\n\n"
@@ -85,8 +88,9 @@ CELLS = [
         "from lens_steer.study.results import mixing_rows, perpendicularity_rows\n\n"
         "rows = mixing_rows(geometry, 500, 0)\n"
         "for row in rows[: model.cfg.n_layers]:\n"
-        "    print(f\"layer {row['layer']:2d}  retrieval {row['retrieval']:.2f} {row['retrieval_ci']}  \"\n"
-        "          f\"probe accuracy {row['probe']:.2f}\")\n"
+        "    low, high = row['retrieval_ci']\n"
+        "    print(f\"layer {row['layer']:2d}  retrieval {row['retrieval']:.2f} [{low:.2f}, {high:.2f}]  \"\n"
+        "          f\"silhouette {row['silhouette']:+.2f}  probe accuracy {row['probe']:.2f}\")\n"
         "show(ls.figures.mixing_figure(rows))"
     ),
     new_markdown_cell(
@@ -100,7 +104,8 @@ CELLS = [
         "for row in perp:\n"
         "    if row['space'] == 'standardized' and row['layer'] % 3 == 0:\n"
         "        print(f\"{row['target']:18} layer {row['layer']:2d}  cos {row['cos']:+.3f}  \"\n"
-        "              f\"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  null q95 {row['null_q95']}\")\n"
+        "              f\"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  sign-flip null q95 \"\n"
+        "              f\"{row['null_q95'] if row['null_q95'] is None else round(row['null_q95'], 3)}\")\n"
         "show(ls.figures.perpendicularity_figure(perp, margin=settings.equivalence_margin))"
     ),
     new_markdown_cell(
