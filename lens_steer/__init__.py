@@ -14,7 +14,9 @@ Plug-in points: :func:`register_metric`, :func:`register_vector_method`,
 """
 
 from lens_steer import figures
+from lens_steer.bridge import load_bridge
 from lens_steer.collect import collect_residuals
+from lens_steer.control_vectors import load_control_vector, save_control_vector
 from lens_steer.data import limit_probe_set, load_blend, load_jsonl, load_probe_set
 from lens_steer.data.blend_derived import load_blend_derived
 from lens_steer.data.languages import (
@@ -126,8 +128,10 @@ __all__ = [
     "language",
     "layer_sweep",
     "limit_probe_set",
+    "load_bridge",
     "load_blend",
     "load_blend_derived",
+    "load_control_vector",
     "load_jsonl",
     "load_model",
     "load_probe_set",
@@ -147,6 +151,7 @@ __all__ = [
     "register_vector_method",
     "resid_hook_name",
     "run_study",
+    "save_control_vector",
     "scale_direction_hook",
     "score_steerings",
     "single_layer_steering",
