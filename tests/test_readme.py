@@ -29,9 +29,12 @@ def test_readme_has_no_placeholder_left():
 
 @pytest.mark.slow
 def test_readme_python_and_extension_examples_run(capsys):
+    import importlib
+
     import lens_steer as ls
-    from lens_steer.evaluate import metrics as metric_registry
-    from lens_steer.geometry import methods as method_registry
+
+    metric_registry = importlib.import_module("lens_steer.evaluate.metrics")
+    method_registry = importlib.import_module("lens_steer.geometry.methods")
 
     namespace: dict = {}
     exec(compile(_blocks("Use it from Python")[0], "README.md", "exec"), namespace)

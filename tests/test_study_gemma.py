@@ -20,7 +20,7 @@ SMALL = [
     "--limit", "8", "--fit-limit", "16", "--layers", "3", "9", "15", "--alphas", "1",
     "--control-alphas", "1", "--n-controls", "1", "--transfer-layers", "9",
     "--local-layers", "15", "--transfer-alphas", "1", "--local-alphas", "1",
-    "--metrics", "transfer", "gap_closure", "--calibrations", "sum", "per_token",
+    "--metrics", "transfer", "gold_logprob", "--calibrations", "sum", "per_token",
     "--n-bootstrap", "200", "--quiet",
 ]  # fmt: skip
 
