@@ -63,8 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     args.figures.mkdir(parents=True, exist_ok=True)
     for path in (args.out / "figures").iterdir():
         shutil.copy2(path, args.figures / path.name)
-    for name in ("results.json", "report.md", "config.json"):
+    for name in ("results.json", "config.json"):
         shutil.copy2(args.out / name, args.figures / name)
+    report = (args.out / "report.md").read_text(encoding="utf-8")
+    # the report sits beside its figures here, not one folder above them
+    (args.figures / "report.md").write_text(report.replace("](figures/", "]("), encoding="utf-8")
     for finding in results.findings:
         print(f"{finding.id}: {finding.verdict} ({finding.estimate:+.3f} "
               f"[{finding.ci_low:+.3f}, {finding.ci_high:+.3f}], n={finding.n})")  # fmt: skip
