@@ -1,14 +1,15 @@
 """Regenerate the committed figures/ with the full study on the embedded Gemma 3 270M.
 
-Usage (from the repository root; about two hours on 2 CPU cores, resumable: rerun it)::
+Usage (from the repository root; about 2 h 20 min on 2 CPU cores, resumable: rerun it)::
 
     HF_HUB_OFFLINE=1 .venv/bin/python analyses/study.py --out runs/full --figures figures
 
-Runs :func:`lens_steer.run_study` with the full settings below (every layer, three doses, random
-controls at alpha 1, the surgical grid of the middle and last thirds, every metric and
-calibration) for Korean and Indonesian, then copies the run folder's figures, ``results.json``,
-``report.md`` and ``config.json`` into ``--figures``. Nothing here computes a number itself: the
-CLI, the notebook and this script call the same study.
+Runs :func:`lens_steer.run_study` with the full settings below (every layer at alpha 1 with two
+random controls each, the surgical grid of the middle and last thirds at alphas 0.5 and 1, every
+metric but ``transfer_mc``, calibrations ``sum`` and ``per_token``) for Korean and Indonesian,
+then copies the run folder's figures, ``results.json``, ``report.md`` and ``config.json`` into
+``--figures``. Nothing here computes a number itself: the CLI, the notebook and this script call
+the same study.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ FULL = StudySettings(
 """The committed figures' settings: every layer at alpha 1 (the whole fitted vector) with two
 random controls each, the surgical grid at alphas 0.5 and 1, 80 items per scored split and target
 (a seeded, topic-stratified sample), every metric but the v1 multiple-choice set and PMI
-calibration (both available; left out, like other doses, to keep the run to about two hours on
+calibration (both available; left out, like other doses, to keep the run near two hours on
 2 CPU cores)."""
 
 
