@@ -22,7 +22,7 @@ temporary file in the output folder and renamed into place.
 Usage (from the repository root)::
 
     .venv/bin/python scripts/build_blend_derived.py            # ../shared/data/blend
-    .venv/bin/python scripts/build_blend_derived.py --root /path/to/BLEnD/data --out /tmp/derived
+    .venv/bin/python scripts/build_blend_derived.py --root BLEnD/data --out derived
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ path; bad targets fail before the model loads and leave nothing on disk.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -15,7 +16,6 @@ import pytest
 
 from lens_steer import cli
 
-MEXICO = Path(__file__).parent / "fixtures" / "blend_mexico"
 SMALL = [
     "--limit", "8", "--fit-limit", "16", "--layers", "3", "9", "15", "--alphas", "1",
     "--control-alphas", "1", "--n-controls", "1", "--transfer-layers", "9",
@@ -25,10 +25,25 @@ SMALL = [
 ]  # fmt: skip
 
 
+def _write_mexico(root: Path) -> Path:
+    """The synthetic Mexico folder, written by its generator (nothing BLEnD-shaped is committed)."""
+    script = Path(__file__).parent / "fixtures" / "blend_mexico" / "make_fixture.py"
+    spec = importlib.util.spec_from_file_location("make_mexico_fixture", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_fixture(root)
+
+
 @pytest.fixture(scope="module")
-def spanish_run(tmp_path_factory):
+def mexico(tmp_path_factory) -> Path:
+    return _write_mexico(tmp_path_factory.mktemp("blend") / "blend_mexico")
+
+
+@pytest.fixture(scope="module")
+def spanish_run(tmp_path_factory, mexico):
     out = tmp_path_factory.mktemp("study") / "run"
-    argv = ["run", "--out", str(out), "--targets", "es:Spain", "es:Mexico", "--data", str(MEXICO)]
+    argv = ["run", "--out", str(out), "--targets", "es:Spain", "es:Mexico", "--data", str(mexico)]
     assert cli.main([*argv, *SMALL]) == 0
     return out
 
@@ -72,9 +87,9 @@ def test_sweep_points_carry_effects_controls_and_doses(spanish_run):
 
 
 @pytest.mark.slow
-def test_second_run_loads_every_step(spanish_run, capsys):
+def test_second_run_loads_every_step(spanish_run, mexico, capsys):
     argv = ["run", "--out", str(spanish_run), "--targets", "es:Spain", "es:Mexico"]
-    assert cli.main([*argv, "--data", str(MEXICO), *SMALL]) == 0
+    assert cli.main([*argv, "--data", str(mexico), *SMALL]) == 0
     messages = capsys.readouterr().err
     for step in ("collect", "vectors", "geometry", "sweep", "surgical", "plane", "findings"):
         assert f"{step}: already done" in messages
